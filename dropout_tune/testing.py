@@ -1,0 +1,102 @@
+"""Tiny random-init models for every registry family: the fixtures of tests and benchmarks.
+
+Example:
+    >>> model = tiny_model("bert")            # doctest: +SKIP
+    >>> sum(p.numel() for p in model.parameters()) < 200_000  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_COMMON = dict(vocab_size=99, max_position_embeddings=64)
+_ENCODER = dict(_COMMON, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+_DECODER = dict(_ENCODER, num_key_value_heads=2, pad_token_id=0)
+
+#: model_type -> kwargs of a tiny config (2 layers, hidden size 32).
+TINY_CONFIG_KWARGS: dict[str, dict[str, Any]] = {
+    "bert": _ENCODER,
+    "roberta": dict(_ENCODER, pad_token_id=1),
+    "xlm-roberta": dict(_ENCODER, pad_token_id=1),
+    "electra": dict(_ENCODER, embedding_size=16),
+    "distilbert": dict(_COMMON, dim=32, n_layers=2, n_heads=4, hidden_dim=37),
+    "albert": dict(_ENCODER, embedding_size=16, num_hidden_groups=1),
+    "deberta-v2": dict(_ENCODER, relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=16,
+                       position_buckets=8, type_vocab_size=0),
+    "modernbert": dict(_COMMON, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                       pad_token_id=0, global_attn_every_n_layers=2, local_attention=16),
+    "gpt2": dict(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, pad_token_id=0),
+    "gpt_neox": dict(_ENCODER, pad_token_id=0),
+    "llama": _DECODER,
+    "mistral": _DECODER,
+    "qwen2": _DECODER,
+    "gemma": dict(_DECODER, head_dim=8),
+    "phi": dict(_DECODER, pad_token_id=0),
+    "t5": dict(vocab_size=99, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, pad_token_id=0,
+               decoder_start_token_id=0, relative_attention_num_buckets=8),
+    "bart": dict(vocab_size=99, max_position_embeddings=64, d_model=32, encoder_layers=2, decoder_layers=2,
+                 encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37,
+                 pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2),
+    "vit": dict(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=37),
+    "whisper": dict(vocab_size=99, num_mel_bins=8, d_model=32, encoder_layers=2, decoder_layers=2,
+                    encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37,
+                    max_source_positions=16, max_target_positions=32, pad_token_id=0, bos_token_id=1,
+                    eos_token_id=2, decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None),
+}
+
+FAMILIES = tuple(TINY_CONFIG_KWARGS)
+
+
+def tiny_config(model_type: str, **overrides: Any):
+    """A tiny config of ``model_type``; ``overrides`` win (e.g. dropout rates).
+
+    Example:
+        >>> tiny_config("bert", hidden_dropout_prob=0.3).hidden_dropout_prob
+        0.3
+    """
+    from transformers import AutoConfig
+
+    kwargs = dict(TINY_CONFIG_KWARGS[model_type], **overrides)
+    return AutoConfig.for_model(model_type, **kwargs)
+
+
+def tiny_model(model_type: str, attn_implementation: str = "eager", seed: int = 0, **overrides: Any):
+    """A tiny random-init model of ``model_type`` with a task head (sequence classification where the family
+    has one, else its base model), seeded so two calls give the same weights.
+
+    Example:
+        >>> type(tiny_model("bert")).__name__  # doctest: +SKIP
+        'BertForSequenceClassification'
+    """
+    import torch
+    from transformers import AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
+
+    # Families without a text-classification head get their natural one (ViT) or the base model (Whisper).
+    _HEAD_AUTO_CLASS = {"vit": AutoModelForImageClassification, "whisper": AutoModel}
+
+    config = tiny_config(model_type, **overrides)
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    config.num_labels = 3
+    auto = _HEAD_AUTO_CLASS.get(model_type, AutoModelForSequenceClassification)
+    return auto.from_config(config, attn_implementation=attn_implementation)
+
+
+def tiny_inputs(model, batch_size: int = 2, seq_len: int = 8, seed: int = 0) -> dict:
+    """Deterministic inputs for ``model`` (token ids, pixels or mel features, plus decoder ids where needed)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    mt = cfg.model_type
+    if mt == "vit":
+        return {"pixel_values": torch.randn(batch_size, 3, 16, 16, generator=g)}
+    ids = torch.randint(3, cfg.vocab_size, (batch_size, seq_len), generator=g)
+    if mt == "whisper":
+        feats = torch.randn(batch_size, cfg.num_mel_bins, 2 * cfg.max_source_positions, generator=g)
+        return {"input_features": feats, "decoder_input_ids": ids}
+    if cfg.is_encoder_decoder:  # their classification heads pool at the final <eos>
+        ids[:, -1] = cfg.eos_token_id
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
