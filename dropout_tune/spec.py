@@ -58,7 +58,8 @@ class DropoutSpec:
         data = dict(data)
         base = {}
         if "all" in data:
-            base = {role: data.pop("all") for role in ROLES}
+            everywhere = data.pop("all")
+            base = {role: everywhere for role in ROLES}
         for role in data:
             validate_role(role)
         return cls(**{**base, **data})  # type: ignore[arg-type]
