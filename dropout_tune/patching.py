@@ -1,0 +1,457 @@
+"""Find, change and restore every dropout site of a live model, by role.
+
+``apply_dropout`` is exact: a model built with default rates and patched to rates r behaves bit for bit like one
+built with rates r (``tests/test_exactness.py``). It sets ``nn.Dropout.p``, float attributes read by attention code,
+swaps ``nn.Identity`` placeholders for real ``nn.Dropout`` when a rate becomes positive, and writes the new rates into
+``model.config`` (and ``peft_config``) so ``save_pretrained`` / ``from_pretrained`` round-trips them. Every change is
+recorded in a :class:`PatchReport`; ``restore_dropout`` replays it backwards.
+
+Example:
+    >>> from dropout_tune.testing import tiny_model
+    >>> model = tiny_model("bert")
+    >>> report = apply_dropout(model, "attention=0.2")
+    >>> sorted({c.role for c in report.changes}), report.changes[0].new
+    (['attention'], 0.2)
+    >>> model.config.attention_probs_dropout_prob
+    0.2
+    >>> restore_dropout(model, report); model.config.attention_probs_dropout_prob
+    0.1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Iterator, Mapping, Optional, Union
+
+from torch import nn
+
+from .registry import (
+    DROPOUT_ATTR,
+    LORA,
+    STOCHASTIC_DEPTH_ATTR,
+    FamilyDropout,
+    get_family,
+    guess_role,
+)
+from .roles import ROLES
+from .spec import DropoutSpec
+
+SpecLike = Union[DropoutSpec, Mapping[str, Any], str, float, None]
+_MISSING = object()
+
+KINDS = ("module", "module_p", "attribute", "placeholder")
+
+
+@dataclass(frozen=True)
+class DropoutSite:
+    """One place where a dropout rate lives.
+
+    ``kind`` is ``module`` (an ``nn.Dropout`` called as a module), ``module_p`` (an ``nn.Dropout`` whose ``.p`` the
+    attention code reads; the owner's ``.training`` gates it, not its own), ``attribute`` (a float read by the owner's
+    forward, gated by the owner's ``.training``) or ``placeholder`` (an ``nn.Identity`` built because the rate was 0).
+    ``role`` is None when the site could not be classified; ``guessed`` is True when the role came from name
+    heuristics rather than the registry.
+    """
+
+    name: str
+    role: Optional[str]
+    p: float
+    kind: str
+    owner: str
+    attr: str
+    owner_class: str
+    guessed: bool = False
+
+
+@dataclass(frozen=True)
+class SiteChange:
+    name: str
+    role: str
+    kind: str
+    old: float
+    new: float
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    target: str  # "config" or "peft_config[<adapter>]"
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass
+class PatchReport:
+    """What ``apply_dropout`` changed; pass it to ``restore_dropout`` to undo exactly."""
+
+    changes: list[SiteChange] = field(default_factory=list)
+    config_changes: list[ConfigChange] = field(default_factory=list)
+    missing_roles: tuple[str, ...] = ()
+    unclassified: tuple[str, ...] = ()
+    config_problems: tuple[str, ...] = ()
+    _undo: list[tuple[Any, str, Any]] = field(default_factory=list, repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.config_changes)
+
+    def by_role(self) -> dict[str, tuple[float, ...]]:
+        """role -> sorted distinct new rates."""
+        out: dict[str, set[float]] = {}
+        for change in self.changes:
+            out.setdefault(change.role, set()).add(change.new)
+        return {role: tuple(sorted(ps)) for role, ps in out.items()}
+
+    def summary(self) -> str:
+        if not self:
+            return "no dropout site changed"
+        counts: dict[tuple[str, float, float], int] = {}
+        for c in self.changes:
+            counts[(c.role, c.old, c.new)] = counts.get((c.role, c.old, c.new), 0) + 1
+        parts = [f"{role}: {old:g} -> {new:g} ({n} sites)" for (role, old, new), n in counts.items()]
+        parts += [f"{c.target}.{c.key}: {c.old} -> {c.new}" for c in self.config_changes]
+        return "; ".join(parts)
+
+
+# ---- discovery ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Found:
+    site: DropoutSite
+    owner: nn.Module
+
+
+def model_type_of(model: nn.Module) -> Optional[str]:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None)
+
+
+@lru_cache(maxsize=None)
+def _reads_p(owner_cls: type, attr: str) -> bool:
+    """Does ``owner_cls.forward`` read ``self.<attr>.p`` (so the module's own train flag is ignored)?"""
+    try:
+        source = inspect.getsource(inspect.unwrap(owner_cls.forward))
+    except (OSError, TypeError):
+        return False
+    return re.search(rf"self\.{re.escape(attr)}\.p\b", source) is not None
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, (float, int)) and not isinstance(value, bool)
+
+
+def _classify(family: Optional[FamilyDropout], owner_class: str, attr: str) -> tuple[Optional[str], bool]:
+    """(role, guessed) of ``owner_class.attr``; registry first, name heuristics second."""
+    if family is not None:
+        role = family.role_of(owner_class, attr)
+        if role is not None:
+            return role, False
+    return guess_role(owner_class, attr), True
+
+
+def _walk(model: nn.Module, stochastic_depth: bool = False) -> Iterator[_Found]:
+    """Every dropout site (or, with ``stochastic_depth=True``, every layerdrop / drop-path site) of ``model``."""
+    family = get_family(model_type_of(model))
+    for path, owner in model.named_modules():
+        owner_class = type(owner).__name__
+        prefix = f"{path}." if path else ""
+        for attr, child in owner._modules.items():
+            if child is None:
+                continue
+            if isinstance(child, nn.ModuleDict) and attr == "lora_dropout":
+                yield from _walk_lora(f"{prefix}{attr}", child, stochastic_depth)
+                continue
+            is_sd = STOCHASTIC_DEPTH_ATTR.search(attr) or "droppath" in type(child).__name__.lower()
+            if stochastic_depth:
+                if is_sd:
+                    p = float(getattr(child, "drop_prob", getattr(child, "p", 0.0)) or 0.0)
+                    yield _Found(DropoutSite(prefix + attr, None, p, "module", path, attr, owner_class), owner)
+                continue
+            if is_sd:
+                continue
+            if isinstance(child, nn.modules.dropout._DropoutNd):
+                role, guessed = _classify(family, owner_class, attr)
+                kind = "module_p" if _reads_p(type(owner), attr) else "module"
+                yield _Found(DropoutSite(prefix + attr, role, float(child.p), kind, path, attr, owner_class, guessed),
+                             owner)
+            elif isinstance(child, nn.Identity):
+                listed = family is not None and family.role_of(owner_class, attr) is not None
+                if listed or (family is None and DROPOUT_ATTR.search(attr)):
+                    role, guessed = _classify(family, owner_class, attr)
+                    yield _Found(DropoutSite(prefix + attr, role, 0.0, "placeholder", path, attr, owner_class,
+                                             guessed), owner)
+        for attr, value in vars(owner).items():
+            if attr[0] == "_" or not _is_rate(value):
+                continue
+            sd = (family is not None and family.is_stochastic_depth(owner_class, attr)) or bool(
+                STOCHASTIC_DEPTH_ATTR.search(attr))
+            if sd != stochastic_depth:
+                continue
+            if sd:
+                yield _Found(DropoutSite(prefix + attr, None, float(value), "attribute", path, attr, owner_class),
+                             owner)
+                continue
+            listed = family is not None and family.role_of(owner_class, attr) is not None
+            if listed or DROPOUT_ATTR.search(attr):
+                role, guessed = _classify(family, owner_class, attr)
+                yield _Found(DropoutSite(prefix + attr, role, float(value), "attribute", path, attr, owner_class,
+                                         guessed), owner)
+
+
+def _walk_lora(path: str, adapters: nn.ModuleDict, stochastic_depth: bool) -> Iterator[_Found]:
+    if stochastic_depth:
+        return
+    for adapter, module in adapters.items():
+        kind = "placeholder" if isinstance(module, nn.Identity) else "module"
+        p = float(getattr(module, "p", 0.0))
+        yield _Found(DropoutSite(f"{path}.{adapter}", LORA, p, kind, path, adapter, "ModuleDict"), adapters)
+
+
+def inspect_dropout(model: nn.Module) -> list[DropoutSite]:
+    """Every dropout site of ``model``, in module order.
+
+    Example:
+        >>> from dropout_tune.testing import tiny_model
+        >>> sites = inspect_dropout(tiny_model("llama"))
+        >>> [(s.name, s.role, s.kind, s.p) for s in sites][:1]
+        [('model.layers.0.self_attn.attention_dropout', 'attention', 'attribute', 0.0)]
+    """
+    return [found.site for found in _walk(model)]
+
+
+def inspect_stochastic_depth(model: nn.Module) -> list[DropoutSite]:
+    """Layerdrop / drop-path sites (role None): reported apart, never changed by ``apply_dropout``.
+
+    >>> from dropout_tune.testing import tiny_model
+    >>> [s.name for s in inspect_stochastic_depth(tiny_model("bart"))]
+    ['model.encoder.layerdrop', 'model.decoder.layerdrop']
+    """
+    return [found.site for found in _walk(model, stochastic_depth=True)]
+
+
+def current_rates(model: nn.Module) -> dict[str, float]:
+    """role -> the largest rate among that role's sites (roles without sites are absent).
+
+    >>> from dropout_tune.testing import tiny_model
+    >>> current_rates(tiny_model("gpt2"))
+    {'embedding': 0.1, 'attention': 0.1, 'hidden': 0.1}
+    """
+    rates: dict[str, float] = {}
+    for site in inspect_dropout(model):
+        if site.role is not None:
+            rates[site.role] = max(rates.get(site.role, 0.0), site.p)
+    return rates
+
+
+# ---- config keys --------------------------------------------------------------------------------------------------
+
+
+def _config_get(config: Any, key: str) -> Any:
+    return getattr(config, key, None)
+
+
+def plan_config(config: Any, family: FamilyDropout, spec: DropoutSpec) -> tuple[dict[str, float], list[str]]:
+    """The config keys (and values) that express ``spec`` for ``config``, and the problems that prevent it.
+
+    A key feeds one or more roles. Setting it changes all of them, so it is written only when every role it feeds
+    either gets the same new rate or already has it. A key with a fallback (BERT's ``classifier_dropout`` is ``None``
+    and then uses ``hidden_dropout_prob``) is pinned to the current effective rate when its fallback changes and its
+    own role does not.
+    """
+    overrides: dict[str, float] = {}
+    problems: list[str] = []
+    for key, roles in family.config_keys.items():
+        if key in family.config_fallbacks and _config_get(config, key) is None:
+            continue  # handled with its fallback below
+        new_rates = {spec[role] for role in roles if spec[role] is not None}
+        if not new_rates:
+            continue
+        if len(new_rates) > 1:
+            asked = ", ".join(f"{role}={spec[role]}" for role in roles if spec[role] is not None)
+            problems.append(f"config key {key!r} feeds roles {', '.join(roles)} together and cannot hold {asked}")
+            continue
+        (rate,) = new_rates
+        current = _config_get(config, key)
+        untouched = [role for role in roles if spec[role] is None]
+        if untouched and current is not None and float(current) != rate:
+            problems.append(
+                f"config key {key!r} feeds roles {', '.join(roles)} together; setting it to {rate} would also change "
+                f"{', '.join(untouched)} (now {current}): give {', '.join(untouched)} the same rate")
+            continue
+        overrides[key] = rate
+    for key, fallback in family.config_fallbacks.items():
+        if _config_get(config, key) is not None:
+            continue
+        own = {spec[role] for role in family.roles_of_key(key) if spec[role] is not None}
+        if own:
+            overrides[key] = own.pop()
+        elif fallback in overrides and _config_get(config, fallback) is not None:
+            overrides[key] = float(_config_get(config, fallback))  # keep this role where it is
+    return overrides, problems
+
+
+def _default_config(model_type: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.for_model(model_type)
+    except ValueError:
+        raise ValueError(f"unknown model type {model_type!r}") from None
+
+
+def config_overrides(model_type_or_config: Any, spec: SpecLike) -> dict[str, float]:
+    """Config kwargs that build a model with ``spec``'s rates, for ``from_pretrained(..., **overrides)``.
+
+    Raises ValueError when the family's config cannot express the spec (two roles share one key but got different
+    rates), or when the family is not in the registry.
+
+    Example:
+        >>> config_overrides("bert", "attention=0.2,embedding=0.05,hidden=0.05")
+        {'hidden_dropout_prob': 0.05, 'attention_probs_dropout_prob': 0.2, 'classifier_dropout': 0.1}
+        >>> config_overrides("t5", "attention=0.2,hidden=0.1")
+        Traceback (most recent call last):
+        ...
+        ValueError: t5: config key 'dropout_rate' feeds roles embedding, attention, hidden, activation together and cannot hold attention=0.2, hidden=0.1; use apply_dropout on the loaded model for per-role rates
+    """
+    spec = DropoutSpec.coerce(spec)
+    if isinstance(model_type_or_config, str):
+        model_type, config = model_type_or_config, _default_config(model_type_or_config)
+    else:
+        config = model_type_or_config
+        model_type = getattr(config, "model_type", None)
+    family = get_family(model_type)
+    if family is None:
+        raise ValueError(f"model type {model_type!r} is not in the dropout registry, so its config keys are unknown; "
+                         f"load it and use apply_dropout (known: {', '.join(_known())})")
+    overrides, problems = plan_config(config, family, spec)
+    if problems:
+        raise ValueError(f"{model_type}: {problems[0]}; use apply_dropout on the loaded model for per-role rates")
+    return overrides
+
+
+def _known() -> list[str]:
+    from .registry import known_families
+
+    return list(known_families())
+
+
+# ---- patching -----------------------------------------------------------------------------------------------------
+
+
+def _set(report: PatchReport, obj: Any, attr: str, value: Any) -> None:
+    report._undo.append((obj, attr, getattr(obj, attr, _MISSING)))
+    setattr(obj, attr, value)
+
+
+def _write_configs(model: nn.Module, spec: DropoutSpec, report: PatchReport, sites: list[DropoutSite]) -> None:
+    config = getattr(model, "config", None)
+    family = get_family(model_type_of(model))
+    if config is not None and family is not None:
+        overrides, problems = plan_config(config, family, spec)
+        report.config_problems = tuple(problems)
+        for key, value in overrides.items():
+            old = getattr(config, key, None)
+            if old != value:
+                _set(report, config, key, value)
+                report.config_changes.append(ConfigChange("config", key, old, value))
+    peft_config = getattr(model, "peft_config", None)
+    if spec.lora is not None and isinstance(peft_config, Mapping):
+        adapters = {s.attr for s in sites if s.role == LORA}
+        for adapter, adapter_config in peft_config.items():
+            old = getattr(adapter_config, "lora_dropout", None)
+            if adapter in adapters and old is not None and old != spec.lora:
+                _set(report, adapter_config, "lora_dropout", spec.lora)
+                report.config_changes.append(ConfigChange(f"peft_config[{adapter}]", "lora_dropout", old, spec.lora))
+
+
+def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True, strict: bool = False,
+                  write_config: bool = True) -> PatchReport:
+    """Set the dropout rate of every site whose role ``spec`` names; return what changed.
+
+    Only sites whose rate really changes are touched. A role that ``spec`` names but the model lacks is reported in
+    ``missing_roles`` (and warned about unless ``warn_missing=False``); sites the registry could not classify are left
+    alone and reported in ``unclassified``. ``strict=True`` refuses families not in the registry. With
+    ``write_config`` the new rates go into ``model.config`` where the family has keys for them (a warning says when
+    the config cannot express the spec, so a reload would not give the same rates).
+
+    Example:
+        >>> from dropout_tune.testing import tiny_model
+        >>> model = tiny_model("llama")
+        >>> print(apply_dropout(model, {"attention": 0.1}).summary())
+        attention: 0 -> 0.1 (2 sites); config.attention_dropout: 0.0 -> 0.1
+    """
+    spec = DropoutSpec.coerce(spec)
+    model_type = model_type_of(model)
+    if strict and get_family(model_type) is None:
+        raise ValueError(f"model type {model_type!r} is not in the dropout registry (strict=True); "
+                         f"known: {', '.join(_known())}")
+    report = PatchReport()
+    found = list(_walk(model))
+    sites = [f.site for f in found]
+    rates = spec.as_dict()
+    for item in found:
+        site = item.site
+        new = rates.get(site.role) if site.role else None
+        if new is None or new == site.p:
+            continue
+        if site.kind == "placeholder":
+            placeholder = getattr(item.owner, site.attr)
+            _set(report, item.owner, site.attr, nn.Dropout(new).train(placeholder.training))
+        elif site.kind == "attribute":
+            _set(report, item.owner, site.attr, new)
+        else:
+            _set(report, getattr(item.owner, site.attr), "p", new)
+        report.changes.append(SiteChange(site.name, site.role, site.kind, site.p, new))
+    present = {s.role for s in sites}
+    report.missing_roles = tuple(role for role, _ in spec.items() if role not in present)
+    report.unclassified = tuple(s.name for s in sites if s.role is None)
+    if write_config:
+        _write_configs(model, spec, report, sites)
+    _warn(report, model_type, warn_missing)
+    return report
+
+
+def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) -> None:
+    if warn_missing and report.missing_roles:
+        warnings.warn(f"{model_type}: no dropout sites for role(s) {', '.join(report.missing_roles)}; "
+                      f"nothing to set there", stacklevel=3)
+    if report.unclassified:
+        warnings.warn(f"{model_type}: {len(report.unclassified)} dropout site(s) could not be given a role and were "
+                      f"left alone: {', '.join(report.unclassified[:5])}", stacklevel=3)
+    if report.config_problems and report.changes:
+        warnings.warn(f"{model_type}: model.config cannot express these rates ({report.config_problems[0]}); "
+                      f"save_pretrained will not reproduce them on reload", stacklevel=3)
+
+
+def restore_dropout(model: nn.Module, report: PatchReport) -> None:
+    """Undo ``report`` exactly (rates, placeholder modules, config values), newest change first."""
+    for obj, attr, old in reversed(report._undo):
+        if old is _MISSING:
+            delattr(obj, attr)
+        else:
+            setattr(obj, attr, old)
+    report._undo.clear()
+
+
+@contextlib.contextmanager
+def dropout_overrides(model: nn.Module, spec: SpecLike, **kwargs: Any) -> Iterator[PatchReport]:
+    """``apply_dropout`` for the duration of a ``with`` block, restored on exit (also on error).
+
+    >>> from dropout_tune.testing import tiny_model
+    >>> model = tiny_model("bert")
+    >>> with dropout_overrides(model, 0.0):
+    ...     current_rates(model)["hidden"]
+    0.0
+    >>> current_rates(model)["hidden"]
+    0.1
+    """
+    report = apply_dropout(model, spec, **kwargs)
+    try:
+        yield report
+    finally:
+        restore_dropout(model, report)
