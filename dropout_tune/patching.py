@@ -290,7 +290,7 @@ def plan_config(config: Any, family: FamilyDropout, spec: DropoutSpec) -> tuple[
         own = {spec[role] for role in family.roles_of_key(key) if spec[role] is not None}
         if own:
             overrides[key] = own.pop()
-        elif fallback in overrides and _config_get(config, fallback) is not None:
+        elif fallback in overrides and _config_get(config, fallback) not in (None, overrides[fallback]):
             overrides[key] = float(_config_get(config, fallback))  # keep this role where it is
     return overrides, problems
 

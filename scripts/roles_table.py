@@ -1,0 +1,23 @@
+"""Print the README's family x role table of config keys from the registry (knowledge as data).
+
+Run: python scripts/roles_table.py
+"""
+
+from dropout_tune.registry import FAMILY_DROPOUT
+from dropout_tune.roles import ROLES
+
+
+def main() -> None:
+    print("| family | " + " | ".join(ROLES[:-1]) + " |")
+    print("|---" * ROLES[:-1].__len__() + "|---|")
+    for model_type, family in FAMILY_DROPOUT.items():
+        cells = []
+        for role in ROLES[:-1]:  # lora is PEFT's, the same for every family
+            keys = [key for key, roles in family.config_keys.items() if role in roles]
+            has_site = role in family.sites.values()
+            cells.append(", ".join(f"`{k}`" for k in keys) if keys else ("(live only)" if has_site else "—"))
+        print(f"| {model_type} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
