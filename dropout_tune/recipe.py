@@ -1,0 +1,314 @@
+"""Training recipes: typed dataclasses that YAML only fills (``yaml.safe_load``), with ``key=value`` overrides.
+
+Unknown keys and wrong types are errors naming the key, with a close-match suggestion.
+
+Example:
+    >>> recipe = Recipe.from_dict({"name": "demo", "training": {"epochs": 2}}, overrides=["data.max_train=100"])
+    >>> recipe.training.epochs, recipe.data.max_train, recipe.model.name
+    (2.0, 100, 'minilm')
+    >>> Recipe.from_dict({"training": {"epoch": 2}})
+    Traceback (most recent call last):
+    ...
+    ValueError: training.epoch: unknown key; did you mean 'epochs'? (valid: epochs, max_steps, batch_size, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import yaml
+
+from .regularization import RegularizationConfig
+from .roles import validate_rate
+from .schedules import ScheduleSet
+from .spec import DropoutSpec
+
+SpecValue = Union[str, float, dict, None]
+
+
+def _choice(value: str, choices: tuple[str, ...], field_name: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{field_name}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _positive(value: float, field_name: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{field_name}: {value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+@dataclass
+class LoraSection:
+    """PEFT LoRA adapters; the ``lora`` dropout role follows ``dropout`` here and the ``lora`` schedule."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+
+    def __post_init__(self) -> None:
+        _positive(self.r, "model.lora.r")
+        validate_rate(self.dropout, "model.lora.dropout")
+
+
+@dataclass
+class ModelSection:
+    name: str = "minilm"  # hub id, local directory, or "minilm" (embedded all-MiniLM-L6-v2)
+    attn_implementation: str = "sdpa"
+    lora: Optional[LoraSection] = None
+
+    def __post_init__(self) -> None:
+        _choice(self.attn_implementation, ("eager", "sdpa"), "model.attn_implementation")
+
+
+@dataclass
+class DataSection:
+    task: str = "rotten_tomatoes"  # a registered task (see `dropout-tune data list`) or a local CSV/JSON/parquet
+    data_dir: Optional[str] = None  # local GLUE-format files
+    text_columns: Optional[list[str]] = None
+    label_column: Optional[str] = None
+    max_train: Optional[int] = None
+    max_eval: Optional[int] = None
+    max_length: int = 64
+
+    def __post_init__(self) -> None:
+        _positive(self.max_length, "data.max_length")
+        for name in ("max_train", "max_eval"):
+            if getattr(self, name) is not None:
+                _positive(getattr(self, name), f"data.{name}")
+
+
+@dataclass
+class DropoutSection:
+    """``spec``: rates at load time (``"attention=0.1,hidden=0.1"``, a number, or a mapping);
+    ``schedule``: rates over training, per role (dict form or compact string; see docs/schedules.md)."""
+
+    spec: SpecValue = None
+    schedule: SpecValue = None
+
+    def __post_init__(self) -> None:
+        try:
+            self.parsed_spec()
+        except ValueError as err:
+            raise ValueError(f"dropout.spec: {err}") from None
+        try:
+            self.parsed_schedule()
+        except ValueError as err:
+            raise ValueError(f"dropout.schedule: {err}") from None
+
+    def parsed_spec(self) -> DropoutSpec:
+        return DropoutSpec.coerce(self.spec)
+
+    def parsed_schedule(self) -> Optional[ScheduleSet]:
+        return None if self.schedule is None else ScheduleSet.coerce(self.schedule)
+
+
+@dataclass
+class OptimSection:
+    learning_rate: float = 5e-5
+    optimizer: str = "adamw_torch"
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(self.learning_rate, "optim.learning_rate")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio: {self.warmup_ratio!r} is outside [0, 1)")
+        _choice(self.optimizer, ("adamw_torch", "adamw_torch_fused", "sgd", "adafactor"), "optim.optimizer")
+        _choice(self.lr_scheduler, ("linear", "cosine", "constant", "constant_with_warmup", "polynomial"),
+                "optim.lr_scheduler")
+
+
+@dataclass
+class TrainingSection:
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 16  # per device
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    seed: int = 42
+    output_dir: str = "runs/{name}"  # {name} and {seed} are filled in
+    eval_strategy: str = "epoch"
+    eval_steps: Optional[int] = None
+    logging_steps: int = 10
+    save_checkpoints: bool = False  # Trainer checkpoints (for resume) every epoch / eval_steps
+    resume_from_checkpoint: Optional[str] = None
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        _positive(self.epochs, "training.epochs")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
+            _positive(getattr(self, name), f"training.{name}")
+        _choice(self.eval_strategy, ("no", "steps", "epoch"), "training.eval_strategy")
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("training.eval_steps: required when training.eval_strategy is 'steps'")
+
+
+@dataclass
+class MCEvalSection:
+    """MC-dropout evaluation of the final model on the test split (``dropout-tune mc-eval`` with these options)."""
+
+    enabled: bool = False
+    samples: int = 20
+    mode: str = "loop"
+    stochastic_layers: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _positive(self.samples, "mc_eval.samples")
+        _choice(self.mode, ("loop", "replicate", "trunk"), "mc_eval.mode")
+
+
+@dataclass
+class Recipe:
+    """A whole fine-tuning run."""
+
+    name: str = "run"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    dropout: DropoutSection = field(default_factory=DropoutSection)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    optim: OptimSection = field(default_factory=OptimSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    mc_eval: MCEvalSection = field(default_factory=MCEvalSection)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], overrides: Optional[list[str]] = None) -> "Recipe":
+        data = apply_overrides(dict(data or {}), overrides or [])
+        return _fill(cls, data, "")
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, os.PathLike], overrides: Optional[list[str]] = None) -> "Recipe":
+        """Load a recipe file; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+        data = dict(data)
+        data.setdefault("name", path.stem)
+        return cls.from_dict(data, overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.training.output_dir.format(name=self.name, seed=self.training.seed))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to the raw dict (values parsed with ``yaml.safe_load``).
+
+    >>> apply_overrides({"training": {"epochs": 1}}, ["training.epochs=3", "name=x"])
+    {'training': {'epochs': 3}, 'name': 'x'}
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r}: expected KEY=VALUE, e.g. training.epochs=2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+            dict: "a mapping"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if len(errors) == 1 else
+                         f"{where}: {value!r} is not any of {', '.join(_type_name(o) for o in options)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping (a section), got {value!r}")
+        return _fill(tp, value, f"{where}.")
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _fill(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise ValueError(f"{prefix}{key}: unknown key; {hint}(valid: {shown})")
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        message = str(err)
+        # nested validators name their own field; prefix the section when they did not
+        raise ValueError(message if "." in message.split(":")[0] or not prefix else f"{prefix}{message}") from None

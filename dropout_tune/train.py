@@ -1,0 +1,269 @@
+"""Fine-tune a model from a recipe with the HF Trainer and a dropout schedule.
+
+Launch:
+    accelerate launch [--config_file recipes/accelerate/X.yaml] -m dropout_tune.train RECIPE.yaml [key=value ...]
+    dropout-tune train RECIPE.yaml [key=value ...]
+
+Distributed correctness: ``average_tokens_across_devices`` is off (with it on, the Trainer multiplies a
+sequence-classification loss by the world size under DDP: gradients double); the schedule is a pure function of
+``global_step``, so every rank applies the same rate; dropout masks differ per rank because the Trainer seeds each
+rank's RNG from the same seed and accelerate then offsets it by rank (checked in ``tests/test_distributed.py``);
+evaluation gathers with ``gather_for_metrics``, which drops the padding duplicates, so every example counts once;
+only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .callbacks import DropoutScheduleCallback
+from .patching import apply_dropout, current_rates
+from .recipe import Recipe
+from .regularization import decay_parameter_names, rdrop_forward
+from .rundir import StepLogCallback, atomic_write_text, plot_learning_curve, write_json
+from .spec import DropoutSpec
+
+
+@dataclass
+class TrainingRun:
+    """Everything ``build_trainer`` made, for ``train`` (and for tests that add probes)."""
+
+    recipe: Recipe
+    trainer: Any
+    task: Any
+    datasets: Any
+    tokenizer: Any
+    run_dir: Path
+    step_log: StepLogCallback
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class DropoutTrainer(Trainer):
+        """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings) and optional R-Drop."""
+
+        def __init__(self, *args, regularization=None, **kwargs):
+            self.regularization = regularization
+            super().__init__(*args, **kwargs)
+
+        def get_decay_parameter_names(self, model):
+            exclude = bool(self.regularization and self.regularization.exclude_embeddings_from_decay)
+            return decay_parameter_names(model, exclude_embeddings=exclude)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not (self.regularization and self.regularization.rdrop_alpha > 0 and model.training):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = rdrop_forward(model, inputs, self.regularization.rdrop_alpha,
+                                          self.regularization.label_smoothing)
+            return (loss, outputs) if return_outputs else loss
+
+    return DropoutTrainer
+
+
+def _tokenize(recipe: Recipe, task, splits, tokenizer):
+    columns = list(task.text_columns)
+
+    def encode(batch):
+        texts = [batch[c] for c in columns]
+        return tokenizer(*texts, truncation=True, max_length=recipe.data.max_length)
+
+    return splits.map(encode, batched=True, remove_columns=columns, desc="tokenize")
+
+
+def _build_model(recipe: Recipe, task):
+    from .loading import load_model
+
+    spec = recipe.dropout.parsed_spec()
+    labels = {"num_labels": task.num_labels, "problem_type": task.problem_type}
+    if not task.is_regression:
+        labels.update(id2label=task.id2label, label2id={v: k for k, v in task.id2label.items()})
+    base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
+    model = load_model(recipe.model.name, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
+                       **labels)
+    lora = recipe.model.lora
+    if lora is not None:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
+                                                 lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
+        if spec.lora is not None:
+            apply_dropout(model, DropoutSpec(lora=spec.lora))
+    return model
+
+
+def _counting(compute_metrics):
+    """Adds ``n_examples``: how many predictions reached the metric (each example exactly once under DDP)."""
+
+    def wrapped(eval_prediction):
+        metrics = compute_metrics(eval_prediction)
+        metrics["n_examples"] = int(len(eval_prediction.label_ids))
+        return metrics
+
+    return wrapped
+
+
+def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> TrainingRun:
+    """Data, tokenizer, model, TrainingArguments and Trainer for ``recipe`` (nothing trained yet)."""
+    from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
+
+    from .data import load_task
+    from .loading import resolve_model_path
+    from .metrics import make_compute_metrics
+
+    set_seed(recipe.training.seed)
+    run_dir = recipe.output_dir
+    d = recipe.data
+    task, splits = load_task(d.task, data_dir=d.data_dir, text_columns=d.text_columns, label_column=d.label_column,
+                             max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
+    if task.is_regression and recipe.regularization.label_smoothing > 0:
+        raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(recipe.model.name))
+    tokenized = _tokenize(recipe, task, splits, tokenizer)
+    model = _build_model(recipe, task)
+
+    t = recipe.training
+    save = t.eval_strategy if t.save_checkpoints and t.eval_strategy != "no" else ("epoch" if t.save_checkpoints
+                                                                                  else "no")
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=recipe.optim.learning_rate,
+        optim=recipe.optim.optimizer,
+        lr_scheduler_type=recipe.optim.lr_scheduler,
+        warmup_steps=recipe.optim.warmup_ratio,  # < 1: a fraction of the training steps
+        max_grad_norm=recipe.optim.max_grad_norm,
+        eval_strategy=t.eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=save,
+        save_steps=t.eval_steps or 500,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        seed=t.seed,
+        bf16=t.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        report_to="none",
+        # Must be off for sequence classification: with it on, DDP multiplies the loss by the world size.
+        average_tokens_across_devices=False,
+        **recipe.regularization.trainer_kwargs(),
+    )
+    step_log = StepLogCallback(run_dir / "steps.jsonl")
+    callbacks: list[Any] = []
+    schedule = recipe.dropout.parsed_schedule()
+    if schedule is not None:
+        callbacks.append(DropoutScheduleCallback(schedule))  # before the step log, which reads its rates
+    callbacks += [step_log, *extra_callbacks]
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_counting(make_compute_metrics(task)),
+        callbacks=callbacks,
+        regularization=recipe.regularization,
+    )
+    return TrainingRun(recipe, trainer, task, tokenized, tokenizer, run_dir, step_log)
+
+
+def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run ``recipe`` end to end; returns the metrics written to ``metrics.json`` (on every rank)."""
+    start = time.time()
+    run = build_trainer(recipe, extra_callbacks)
+    trainer = run.trainer
+    main = trainer.is_world_process_zero()
+    if main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
+    result = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
+    validation = trainer.evaluate(run.datasets["validation"], metric_key_prefix="validation")
+    test = trainer.evaluate(run.datasets["test"], metric_key_prefix="test")
+    metrics = {
+        "recipe": recipe.name,
+        "task": run.task.name,
+        "main_metric": run.task.main_metric,
+        "model": recipe.model.name,
+        "seed": recipe.training.seed,
+        "world_size": trainer.args.world_size,
+        "train": {"loss": result.training_loss, "steps": result.global_step,
+                  "runtime_s": result.metrics.get("train_runtime"),
+                  "examples": len(run.datasets["train"])},
+        "validation": _strip(validation, "validation_"),
+        "test": _strip(test, "test_"),
+        "final_dropout": current_rates(trainer.model),
+        "dropout_schedule": recipe.dropout.parsed_schedule().to_dict() if recipe.dropout.schedule is not None
+        else None,
+        "wall_time_s": round(time.time() - start, 1),
+    }
+    if main:
+        _save_model(trainer, run.run_dir / "model")
+        write_json(run.run_dir / "metrics.json", metrics)
+        plot_learning_curve(trainer.state.log_history, run.step_log.rows, run.run_dir / "learning_curve.png",
+                            title=f"{recipe.name}: {run.task.name}")
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _save_model(trainer, directory: Path) -> None:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # PEFT: save a merged, standalone model (adapters folded in)
+        model = model.merge_and_unload()
+    model.save_pretrained(directory, safe_serialization=True)
+    trainer.processing_class.save_pretrained(directory)
+
+
+def _strip(metrics: dict, prefix: str) -> dict:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in metrics.items()}
+
+
+def summary_table(metrics: dict) -> str:
+    """One-run summary for the console."""
+    main = metrics["main_metric"]
+    rows = [("validation", metrics["validation"]), ("test", metrics["test"])]
+    lines = [f"{metrics['recipe']} on {metrics['task']} (seed {metrics['seed']}, {metrics['world_size']} process(es), "
+             f"{metrics['wall_time_s']} s)", f"| split | {main} | loss | examples |", "|---|---|---|---|"]
+    for split, m in rows:
+        lines.append(f"| {split} | {m.get(main, float('nan')):.4f} | {m.get('loss', float('nan')):.4f} | "
+                     f"{m.get('n_examples', '?')} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m dropout_tune.train RECIPE.yaml [key=value ...]`` (what ``accelerate launch -m`` runs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dropout_tune.train", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. training.epochs=2 data.max_train=500")
+    args = parser.parse_args(argv)
+    return run_cli(args.recipe, args.overrides)
+
+
+def run_cli(recipe_path: str, overrides: list[str]) -> int:
+    from .rundir import is_main_process
+
+    try:
+        recipe = Recipe.from_yaml(recipe_path, overrides)
+        metrics = train(recipe)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"dropout-tune train: error: {err}", file=sys.stderr)
+        return 2
+    if is_main_process():
+        print(summary_table(metrics))
+        print(f"run directory: {recipe.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
