@@ -76,10 +76,11 @@ def tiny_model(model_type: str, attn_implementation: str = "eager", seed: int = 
     # Families without a text-classification head get their natural one (ViT) or the base model (Whisper).
     _HEAD_AUTO_CLASS = {"vit": AutoModelForImageClassification, "whisper": AutoModel}
 
+    num_labels = overrides.pop("num_labels", 3)
     config = tiny_config(model_type, **overrides)
     config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
-    config.num_labels = 3
+    config.num_labels = num_labels
     auto = _HEAD_AUTO_CLASS.get(model_type, AutoModelForSequenceClassification)
     return auto.from_config(config, attn_implementation=attn_implementation)
 
@@ -100,3 +101,47 @@ def tiny_inputs(model, batch_size: int = 2, seq_len: int = 8, seed: int = 0) -> 
     if cfg.is_encoder_decoder:  # their classification heads pool at the final <eos>
         ids[:, -1] = cfg.eos_token_id
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+_POSITIVE = ("good", "great", "fine", "lovely", "superb", "fun")
+_NEGATIVE = ("bad", "awful", "dull", "boring", "weak", "poor")
+
+
+def write_toy_text_task(directory, sizes=(64, 24, 21), seed: int = 0):
+    """Write ``train.csv`` / ``validation.csv`` / ``test.csv`` of a toy sentiment task (``text``, ``label``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> write_toy_text_task(d, sizes=(4, 2, 2))
+        >>> (d / "train.csv").read_text().splitlines()[0]
+        'text,label'
+    """
+    import random
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "validation", "test"), sizes):
+        rows = ["text,label"]
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            words = rng.choices(_POSITIVE if label else _NEGATIVE, k=rng.randint(2, 6))
+            rows.append(f"the movie was {' '.join(words)},{label}")
+        (directory / f"{split}.csv").write_text("\n".join(rows) + "\n")
+
+
+def save_tiny_text_model(directory, model_type: str = "bert", **overrides: Any):
+    """Save a tiny random-init ``model_type`` with the embedded MiniLM tokenizer, loadable by ``load_model``."""
+    from transformers import AutoTokenizer
+
+    from .loading import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    overrides.setdefault("vocab_size", tokenizer.vocab_size)
+    overrides.setdefault("max_position_embeddings", 128)
+    model = tiny_model(model_type, num_labels=2, **overrides)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

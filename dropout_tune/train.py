@@ -7,7 +7,8 @@ Launch:
 Distributed correctness: ``average_tokens_across_devices`` is off (with it on, the Trainer multiplies a
 sequence-classification loss by the world size under DDP: gradients double); the schedule is a pure function of
 ``global_step``, so every rank applies the same rate; dropout masks differ per rank because the Trainer seeds each
-rank's RNG from the same seed and accelerate then offsets it by rank (checked in ``tests/test_distributed.py``);
+rank's RNG with the same seed, so :class:`PerRankDropoutSeed` re-seeds each rank with ``seed + rank`` once the
+data loader (whose shuffling must stay in step across ranks) exists (checked in ``tests/test_distributed.py``);
 evaluation gathers with ``gather_for_metrics``, which drops the padding duplicates, so every example counts once;
 only the main process writes files.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
+from transformers import TrainerCallback
 
 from .callbacks import DropoutScheduleCallback
 from .patching import apply_dropout, current_rates
@@ -41,6 +43,18 @@ class TrainingRun:
     tokenizer: Any
     run_dir: Path
     step_log: StepLogCallback
+
+
+class PerRankDropoutSeed(TrainerCallback):
+    """Give every rank its own dropout masks: the Trainer seeds all ranks alike, which under DDP would draw the same
+    masks on every rank. Runs at train begin, after the (rank-synchronised) sampler has captured its seed; on resume
+    the Trainer restores each rank's saved RNG state afterwards, so resumed runs stay exact."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            from transformers import set_seed
+
+            set_seed(args.seed + args.process_index)
 
 
 def _trainer_class():
@@ -85,8 +99,10 @@ def _build_model(recipe: Recipe, task):
     if not task.is_regression:
         labels.update(id2label=task.id2label, label2id={v: k for k, v in task.id2label.items()})
     base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
+    # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
+    # transformers' load report says so), as in the HF run_glue example
     model = load_model(recipe.model.name, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
-                       **labels)
+                       ignore_mismatched_sizes=True, **labels)
     lora = recipe.model.lora
     if lora is not None:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -158,7 +174,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         **recipe.regularization.trainer_kwargs(),
     )
     step_log = StepLogCallback(run_dir / "steps.jsonl")
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [PerRankDropoutSeed()]
     schedule = recipe.dropout.parsed_schedule()
     if schedule is not None:
         callbacks.append(DropoutScheduleCallback(schedule))  # before the step log, which reads its rates

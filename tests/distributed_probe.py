@@ -1,0 +1,66 @@
+"""Run under `accelerate launch` by tests/test_distributed.py: trains a recipe with probes, one JSON per rank.
+
+usage: accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml tests/distributed_probe.py RECIPE OUT_DIR
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+import dropout_tune.rundir as rundir
+import dropout_tune.train as train_module
+from dropout_tune.patching import current_rates
+from dropout_tune.recipe import Recipe
+
+recipe_path, out_dir = sys.argv[1], Path(sys.argv[2])
+writes: list[str] = []
+
+
+def _recording(fn, label):
+    def wrapper(path, *args, **kwargs):
+        writes.append(f"{label}:{path}")
+        return fn(path, *args, **kwargs)
+
+    return wrapper
+
+
+# every file the package writes goes through these: record which rank calls them
+rundir.atomic_write_text = _recording(rundir.atomic_write_text, "text")
+train_module.atomic_write_text = rundir.atomic_write_text
+train_module.write_json = _recording(train_module.write_json, "json")
+train_module._save_model = (lambda save: lambda trainer, d: (writes.append(f"model:{d}"), save(trainer, d)))(
+    train_module._save_model)
+
+
+class Probe(TrainerCallback):
+    """Per step: the rates the model really has, and the dropout mask this rank would draw now (the RNG state is
+    put back, so training is not perturbed)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        rng = torch.get_rng_state()
+        mask = (torch.rand(256) < 0.5).int().tolist()
+        torch.set_rng_state(rng)
+        self.steps.append({"step": state.global_step, "rates": current_rates(getattr(model, "module", model)),
+                           "mask": "".join(map(str, mask))})
+
+
+probe = Probe()
+recipe = Recipe.from_yaml(recipe_path)
+metrics = train_module.train(recipe, extra_callbacks=[probe])
+first_loss = None  # loss logged at step 1 (logging_first_step)
+rank = int(__import__("os").environ.get("RANK", 0))
+result = {"rank": rank, "steps": probe.steps, "metrics": metrics, "writes": writes}
+
+# Teeth: the same first step with the Trainer's default average_tokens_across_devices=True
+doubled = Recipe.from_yaml(recipe_path, ["training.max_steps=1", "training.output_dir=" + str(out_dir / "doubled")])
+run = train_module.build_trainer(doubled)
+run.trainer.args.average_tokens_across_devices = True
+run.trainer.train()
+result["doubled_first_loss"] = next(h["loss"] for h in run.trainer.state.log_history if "loss" in h)
+(out_dir / f"rank{rank}.json").write_text(json.dumps(result))
