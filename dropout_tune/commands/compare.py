@@ -1,0 +1,32 @@
+"""``dropout-tune compare RECIPE [RECIPE ...] [--schedule LABEL=SCHEDULE ...] --seeds 1 2 3``: train each variant
+with each seed, print mean ± 95% CI per variant and paired differences, write comparison.{json,md,png}."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compare", help="compare dropout schedules over seeds", description=__doc__)
+    parser.add_argument("recipes", nargs="+", help="recipe YAML files (each one a variant)")
+    parser.add_argument("--schedule", action="append", default=[], metavar="LABEL=SCHEDULE",
+                        help="variants of the first recipe that differ only in their dropout schedule "
+                             "(compact form, e.g. off70=all=off_after:0.1:at=0.7)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="recipe override applied to every variant, e.g. data.max_train=2000")
+    parser.add_argument("-o", "--output", default="runs/compare", help="output directory (default: %(default)s)")
+    parser.add_argument("--no-reuse", action="store_true", help="retrain runs that already have metrics.json")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..compare import run_comparison, variants_from
+    from ..recipe import Recipe
+
+    recipes = [Recipe.from_yaml(path) for path in args.recipes]
+    variants = variants_from(recipes, args.schedule)
+    comparison = run_comparison(variants, args.seeds, Path(args.output), args.overrides, reuse=not args.no_reuse)
+    print(comparison.table())
+    print(f"written: {args.output}/comparison.json, comparison.md, comparison.png")
+    return 0

@@ -1,0 +1,57 @@
+"""Every recipe loads and validates; every launch config is a valid accelerate config with its command."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dropout_tune.recipe import Recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+LAUNCH = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
+
+
+def test_the_required_recipes_exist():
+    names = {p.stem for p in RECIPES}
+    assert {"rotten_tomatoes", "rotten_tomatoes_off_after", "rotten_tomatoes_early", "rotten_tomatoes_late", "snli",
+            "vader_movies", "glue_sst2", "glue_mrpc", "rotten_tomatoes_lora"} <= names
+    assert {"cpu_1proc", "cpu_2proc", "multi_gpu_ddp", "fsdp"} <= {p.stem for p in LAUNCH}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_loads_and_names_its_launch_command(path):
+    recipe = Recipe.from_yaml(path)
+    assert recipe.name == path.stem
+    header = path.read_text().split("\nname:")[0]
+    assert f"-m dropout_tune.train recipes/{path.name}" in header
+    assert "accelerate launch" in header
+    assert recipe.dropout.parsed_schedule() is not None  # every recipe schedules dropout
+    assert Recipe.from_dict(recipe.to_dict()) == recipe  # the resolved config round-trips
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.stem)
+def test_launch_config_is_small_commented_and_valid(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    text = path.read_text()
+    assert text.startswith("#") and "accelerate launch --config_file recipes/accelerate/" + path.name in text
+    data = yaml.safe_load(text)
+    config = ClusterConfig.from_yaml_file(str(path))  # accelerate's own parser
+    assert config.num_processes == data["num_processes"]
+    assert len(text.splitlines()) <= 30
+
+
+def test_overrides_and_bad_recipes(tmp_path):
+    recipe = Recipe.from_yaml(RECIPES[0], ["training.epochs=3", "dropout.schedule=hidden=0.2"])
+    assert recipe.training.epochs == 3.0 and recipe.dropout.parsed_schedule().roles == ("hidden",)
+    with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
+        Recipe.from_yaml(RECIPES[0], ["optim.learnig_rate=1e-4"])
+    with pytest.raises(ValueError, match="training.batch_size: expected an integer"):
+        Recipe.from_yaml(RECIPES[0], ["training.batch_size=lots"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dropout: {schedule: {hidden: {shape: late, p: 0.1, start: 1.5}}}\n")
+    with pytest.raises(ValueError, match=r"dropout.schedule: hidden.start"):
+        Recipe.from_yaml(bad)
+    with pytest.raises(FileNotFoundError):
+        Recipe.from_yaml(tmp_path / "missing.yaml")

@@ -1,0 +1,91 @@
+"""The training entry point on a tiny model: run directory, per-step rates, regularisation, bad input."""
+
+import json
+import subprocess
+import sys
+
+from pathlib import Path
+
+import pytest
+
+from dropout_tune.recipe import Recipe
+from dropout_tune.rundir import read_jsonl
+from dropout_tune.schedules import ScheduleSet
+from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
+from dropout_tune.train import build_trainer, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("toy")
+    save_tiny_text_model(tmp / "model")
+    write_toy_text_task(tmp / "data", sizes=(48, 16, 16))
+    return tmp
+
+
+def _recipe(toy, tmp_path, **sections):
+    data = {"name": "toy", "model": {"name": str(toy / "model")}, "data": {"task": str(toy / "data"),
+                                                                          "max_length": 16},
+            "training": {"epochs": 1, "batch_size": 8, "logging_steps": 1, "output_dir": str(tmp_path / "run")}}
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    return Recipe.from_dict(data)
+
+
+def test_run_directory_and_per_step_rates(toy, tmp_path):
+    schedule = "hidden=off_after:0.2:at=0.5,attention=linear:0.3:0.0"
+    metrics = train(_recipe(toy, tmp_path, dropout={"schedule": schedule}))
+    run = tmp_path / "run"
+    for name in ("recipe.yaml", "metrics.json", "steps.jsonl", "learning_curve.png", "model/model.safetensors",
+                 "model/config.json", "model/tokenizer.json"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "metrics.json").read_text())["test"]["n_examples"] == 16
+    assert metrics["test"]["n_examples"] == 16 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    steps = read_jsonl(run / "steps.jsonl")
+    assert [s["step"] for s in steps] == list(range(1, 7))  # 48 examples / batch 8
+    expected = ScheduleSet.parse(schedule)
+    for s in steps:
+        rates = expected.rates_at(s["step"] - 1, 6)
+        assert s["dropout/hidden"] == pytest.approx(rates["hidden"])
+        assert s["dropout/attention"] == pytest.approx(rates["attention"])
+        assert "learning_rate" in s
+    assert "loss" in steps[0]
+    # the saved model keeps the rates it was built with: a schedule is training-time behaviour
+    saved = json.loads((run / "model/config.json").read_text())
+    assert saved["hidden_dropout_prob"] == 0.1
+
+
+def test_regularisation_reaches_the_trainer(toy, tmp_path):
+    run = build_trainer(_recipe(toy, tmp_path, regularization={"label_smoothing": 0.1, "weight_decay": 0.05,
+                                                               "exclude_embeddings_from_decay": True}))
+    trainer = run.trainer
+    assert trainer.args.label_smoothing_factor == 0.1 and trainer.args.weight_decay == 0.05
+    assert trainer.args.average_tokens_across_devices is False
+    decayed = trainer.get_decay_parameter_names(trainer.model)
+    assert "bert.embeddings.word_embeddings.weight" not in decayed
+    assert "classifier.weight" in decayed and "classifier.bias" not in decayed
+    assert not any("LayerNorm" in name for name in decayed)
+
+
+def test_label_smoothing_on_regression_is_refused(toy, tmp_path):
+    path = tmp_path / "reg.csv"
+    path.write_text("text,label\n" + "".join(f"a b c {i},{i / 10}\n" for i in range(20)))
+    recipe = _recipe(toy, tmp_path, data={"task": str(path)}, regularization={"label_smoothing": 0.1})
+    with pytest.raises(ValueError, match="regression"):
+        build_trainer(recipe)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["recipes/rotten_tomatoes.yaml", "training.epochs=zero"], "training.epochs: expected a number"),
+    (["recipes/rotten_tomatoes.yaml", "dropout.schedule=hidden=late:0.1:start=2"], "hidden.start"),
+    (["recipes/nope.yaml"], "does not exist"),
+    (["recipes/rotten_tomatoes.yaml", "data.task=no_such_task"], "no_such_task"),
+])
+def test_train_cli_bad_input(args, needle):
+    result = subprocess.run([sys.executable, "-m", "dropout_tune.cli", "train", *args], capture_output=True,
+                            text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
