@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import difflib
 import os
 import types
@@ -31,6 +32,28 @@ from .schedules import ScheduleSet
 from .spec import DropoutSpec
 
 SpecValue = Union[str, float, dict, None]
+
+
+class _StrictBoolLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false are booleans, so ``eval_strategy: no`` stays
+    the string "no" (YAML 1.1 would read it as False)."""
+
+
+_StrictBoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictBoolLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    r"""``yaml.safe_load`` with YAML 1.2 booleans.
+
+    >>> load_yaml("a: no\nb: true")
+    {'a': 'no', 'b': True}
+    """
+    return yaml.load(text, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _choice(value: str, choices: tuple[str, ...], field_name: str) -> str:
@@ -191,7 +214,7 @@ class Recipe:
         if not path.is_file():
             raise FileNotFoundError(f"recipe {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         if data is None:
@@ -214,7 +237,7 @@ class Recipe:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to the raw dict (values parsed with ``yaml.safe_load``).
+    """Apply ``section.key=value`` overrides to the raw dict (values parsed as YAML 1.2 scalars).
 
     >>> apply_overrides({"training": {"epochs": 1}}, ["training.epochs=3", "name=x"])
     {'training': {'epochs': 3}, 'name': 'x'}
@@ -224,7 +247,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key.strip():
             raise ValueError(f"override {item!r}: expected KEY=VALUE, e.g. training.epochs=2")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         node = data
