@@ -109,9 +109,10 @@ def plot_learning_curve(log_history: Iterable[dict], steps: list[dict], path: Pa
     ax_loss.legend(loc="upper right")
     ax_loss.set_title(title)
     roles = sorted({k for row in steps for k in row if k.startswith("dropout/")})
-    for key in roles:
+    for i, key in enumerate(roles):  # dashed styles so roles with equal rates stay visible
         ax_rate.plot([r["step"] for r in steps if key in r], [r[key] for r in steps if key in r],
-                     label=key.split("/", 1)[1])
+                     label=key.split("/", 1)[1], drawstyle="steps-post", linestyle=("-", "--", ":", "-.")[i % 4],
+                     linewidth=2.2 - 0.3 * (i % 4))
     ax_rate.set_ylabel("dropout p")
     ax_rate.set_xlabel("optimizer step")
     if roles:
