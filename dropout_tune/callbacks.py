@@ -87,7 +87,22 @@ class _RateApplier:
         return {f"{LOG_PREFIX}{role}": p for role, p in self.last_rates.items() if role not in self.absent_roles}
 
 
-class DropoutScheduleCallback(TrainerCallback):
+class _FollowsSchedule:
+    """What the callback and the plain-loop scheduler share: a :class:`_RateApplier` and read-only views of it."""
+
+    _applier: _RateApplier
+
+    @property
+    def schedule_set(self) -> ScheduleSet:
+        return self._applier.schedule_set
+
+    @property
+    def last_rates(self) -> dict[str, float]:
+        """The rates now set on the model: those of the step about to run (empty before the first)."""
+        return dict(self._applier.last_rates)
+
+
+class DropoutScheduleCallback(_FollowsSchedule, TrainerCallback):
     """A ``transformers.TrainerCallback`` that follows ``schedule_set`` over training.
 
     Rates are applied in ``on_train_begin`` and ``on_step_begin``, which the Trainer calls once per optimizer step
@@ -105,15 +120,6 @@ class DropoutScheduleCallback(TrainerCallback):
 
     def __init__(self, schedule_set: ScheduleSetLike):
         self._applier = _RateApplier(schedule_set)
-
-    @property
-    def schedule_set(self) -> ScheduleSet:
-        return self._applier.schedule_set
-
-    @property
-    def last_rates(self) -> dict[str, float]:
-        """The rates now set on the model (empty before training)."""
-        return dict(self._applier.last_rates)
 
     def attach(self, trainer: Any) -> "DropoutScheduleCallback":
         """Add this callback to ``trainer`` ahead of its other callbacks, so every reporter sees ``dropout/*``."""
@@ -149,7 +155,7 @@ class DropoutScheduleCallback(TrainerCallback):
             state.log_history[-1].update(entries)
 
 
-class DropoutScheduler:
+class DropoutScheduler(_FollowsSchedule):
     """The plain-loop form, used like a learning-rate scheduler: call ``.step()`` after each optimizer step.
 
     Construction applies the rates of step 0; ``.step()`` advances one step and applies the next step's rates.
@@ -174,15 +180,6 @@ class DropoutScheduler:
         self.schedule_set.rates_at(last_step, total_steps)  # validates total_steps and last_step up front
         self._step = last_step
         self._applier.apply(model, self._step, total_steps)
-
-    @property
-    def schedule_set(self) -> ScheduleSet:
-        return self._applier.schedule_set
-
-    @property
-    def last_rates(self) -> dict[str, float]:
-        """The rates now set on the model: those of the step about to run."""
-        return dict(self._applier.last_rates)
 
     @property
     def last_step(self) -> int:
