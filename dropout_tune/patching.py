@@ -158,6 +158,8 @@ def _walk(model: nn.Module, stochastic_depth: bool = False) -> Iterator[_Found]:
     """Every dropout site (or, with ``stochastic_depth=True``, every layerdrop / drop-path site) of ``model``."""
     family = get_family(model_type_of(model))
     for path, owner in model.named_modules():
+        if isinstance(owner, nn.ModuleDict) and path.endswith("lora_dropout"):
+            continue  # its entries are LoRA sites, reported through the parent by _walk_lora
         owner_class = type(owner).__name__
         prefix = f"{path}." if path else ""
         for attr, child in owner._modules.items():

@@ -32,6 +32,8 @@ def test_peft_lora_placeholder_is_switched_on_exactly():
     patched.load_state_dict(built.state_dict())
     lora_sites = [s for s in inspect_dropout(patched) if s.role == "lora"]
     assert len(lora_sites) == 4 and {s.kind for s in lora_sites} == {"placeholder"}
+    assert all(s.role for s in inspect_dropout(patched)), "every site of a PEFT model has a role, once"
+    assert len({s.name for s in inspect_dropout(patched)}) == len(inspect_dropout(patched))
 
     report = apply_dropout(patched, DropoutSpec(lora=0.2))
     assert {c.role for c in report.changes} == {"lora"} and len(report.changes) == 4
