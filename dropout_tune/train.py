@@ -222,6 +222,8 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
         else None,
         "wall_time_s": round(time.time() - start, 1),
     }
+    if recipe.mc_eval.enabled:
+        metrics["mc_eval"] = _mc_eval(run)
     if main:
         _save_model(trainer, run.run_dir / "model")
         write_json(run.run_dir / "metrics.json", metrics)
@@ -229,6 +231,21 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
                             title=f"{recipe.name}: {run.task.name}")
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def _mc_eval(run: TrainingRun) -> dict:
+    """MC-dropout evaluation of the trained model on the test split (``mc_eval.json``, ``reliability.png``); the
+    summary goes into metrics.json. Every rank takes part; gathering counts each example once."""
+    from .commands.mc_eval import evaluate
+
+    options = run.recipe.mc_eval
+    d = run.recipe.data
+    task_options = {k: v for k, v in (("text_columns", d.text_columns), ("label_column", d.label_column)) if v}
+    result = evaluate(run.trainer.accelerator.unwrap_model(run.trainer.model), run.tokenizer, task=d.task,
+                      output_dir=run.run_dir, samples=options.samples, mode=options.mode,
+                      stochastic_layers=options.stochastic_layers, data_dir=d.data_dir, max_length=d.max_length,
+                      max_examples=d.max_eval, accelerator=run.trainer.accelerator, task_options=task_options)
+    return {k: v for k, v in result.items() if k != "reliability"}  # the bins stay in mc_eval.json
 
 
 def _save_model(trainer, directory: Path) -> None:

@@ -89,3 +89,14 @@ def test_train_cli_bad_input(args, needle):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
+
+
+def test_mc_eval_at_the_end_of_training(toy, tmp_path):
+    metrics = train(_recipe(toy, tmp_path, mc_eval={"enabled": True, "samples": 3},
+                            dropout={"schedule": "all=0.1"}))
+    run = tmp_path / "run"
+    assert (run / "mc_eval.json").is_file() and (run / "reliability.png").is_file()
+    mc = metrics["mc_eval"]
+    assert mc["samples"] == 3 and mc["n"] == 16
+    assert set(mc["mc"]) >= {"accuracy", "nll", "brier", "ece"} and "deterministic" in mc
+    assert json.loads((run / "metrics.json").read_text())["mc_eval"]["n"] == 16
