@@ -19,5 +19,5 @@ cp /tmp/runs/rt/metrics.json "$OUT/rt_metrics.json" 2>/dev/null; cp /tmp/runs/rt
 step "recipe rotten_tomatoes under accelerate launch with the FSDP config (1 process)"
 timeout 80 python3 -m accelerate.commands.accelerate_cli launch --config_file recipes/accelerate/fsdp.yaml \
   --num_processes 1 -m dropout_tune.train recipes/rotten_tomatoes.yaml training.max_steps=40 training.bf16=true \
-  training.eval_strategy=no data.max_eval=500 training.output_dir=/tmp/runs/fsdp 2>&1 | grep -v -E "it/s\]|s/it\]" | tail -8
+  training.eval_strategy=no data.max_eval=500 training.output_dir=/tmp/runs/fsdp 2>&1 | grep -v -E "it/s\]|s/it\]" | tail -25
 step "done"
