@@ -4,6 +4,7 @@ usage: accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml tests/d
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,25 +15,6 @@ import dropout_tune.rundir as rundir
 import dropout_tune.train as train_module
 from dropout_tune.patching import current_rates
 from dropout_tune.recipe import Recipe
-
-recipe_path, out_dir = sys.argv[1], Path(sys.argv[2])
-writes: list[str] = []
-
-
-def _recording(fn, label):
-    def wrapper(path, *args, **kwargs):
-        writes.append(f"{label}:{path}")
-        return fn(path, *args, **kwargs)
-
-    return wrapper
-
-
-# every file the package writes goes through these: record which rank calls them
-rundir.atomic_write_text = _recording(rundir.atomic_write_text, "text")
-train_module.atomic_write_text = rundir.atomic_write_text
-train_module.write_json = _recording(train_module.write_json, "json")
-train_module._save_model = (lambda save: lambda trainer, d: (writes.append(f"model:{d}"), save(trainer, d)))(
-    train_module._save_model)
 
 
 class Probe(TrainerCallback):
@@ -50,17 +32,40 @@ class Probe(TrainerCallback):
                            "mask": "".join(map(str, mask))})
 
 
-probe = Probe()
-recipe = Recipe.from_yaml(recipe_path)
-metrics = train_module.train(recipe, extra_callbacks=[probe])
-first_loss = None  # loss logged at step 1 (logging_first_step)
-rank = int(__import__("os").environ.get("RANK", 0))
-result = {"rank": rank, "steps": probe.steps, "metrics": metrics, "writes": writes}
+def record_writes() -> list:
+    """Every file the package writes goes through these functions: record the calls this rank makes."""
+    writes: list = []
 
-# Teeth: the same first step with the Trainer's default average_tokens_across_devices=True
-doubled = Recipe.from_yaml(recipe_path, ["training.max_steps=1", "training.output_dir=" + str(out_dir / "doubled")])
-run = train_module.build_trainer(doubled)
-run.trainer.args.average_tokens_across_devices = True
-run.trainer.train()
-result["doubled_first_loss"] = next(h["loss"] for h in run.trainer.state.log_history if "loss" in h)
-(out_dir / f"rank{rank}.json").write_text(json.dumps(result))
+    def recording(fn, label):
+        def wrapper(path, *args, **kwargs):
+            writes.append(f"{label}:{path}")
+            return fn(path, *args, **kwargs)
+
+        return wrapper
+
+    rundir.atomic_write_text = recording(rundir.atomic_write_text, "text")
+    train_module.atomic_write_text = rundir.atomic_write_text
+    train_module.write_json = recording(train_module.write_json, "json")
+    train_module._save_model = recording(train_module._save_model, "model")  # (trainer, dir): label the trainer
+    return writes
+
+
+def main() -> None:
+    recipe_path, out_dir = sys.argv[1], Path(sys.argv[2])
+    writes = record_writes()
+    probe = Probe()
+    metrics = train_module.train(Recipe.from_yaml(recipe_path), extra_callbacks=[probe])
+    rank = int(os.environ.get("RANK", 0))
+    result = {"rank": rank, "steps": probe.steps, "metrics": metrics, "writes": writes}
+
+    # Teeth: the same first step with the Trainer's default average_tokens_across_devices=True
+    doubled = Recipe.from_yaml(recipe_path, ["training.max_steps=1", f"training.output_dir={out_dir / 'doubled'}"])
+    run = train_module.build_trainer(doubled)
+    run.trainer.args.average_tokens_across_devices = True
+    run.trainer.train()
+    result["doubled_first_loss"] = next(h["loss"] for h in run.trainer.state.log_history if "loss" in h)
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":  # run by accelerate launch; never on import (pytest imports modules for doctests)
+    main()
