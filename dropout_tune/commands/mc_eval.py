@@ -184,6 +184,10 @@ def run(args) -> int:
     task = args.task or recipe_data.get("task")
     if not task:
         raise ValueError("--task: required (no run directory recipe to take data.task from)")
+    from ..data import get_task
+
+    if not Path(str(task)).expanduser().exists():
+        get_task(task)  # an unknown name fails here, before the slow model load
     max_length = args.max_length or int(recipe_data.get("max_length") or 128)
     task_options = {k: recipe_data[k] for k in ("text_columns", "label_column") if recipe_data.get(k)}
     if task_options and task != recipe_data.get("task"):
@@ -195,8 +199,6 @@ def run(args) -> int:
         accelerator = Accelerator()
     device = accelerator.device if accelerator else torch.device(
         args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    from ..data import get_task
-
     kwargs = {}
     if run_dir is None and not Path(model_path).is_dir():
         try:  # a bare model name gets a head sized for the task
