@@ -100,3 +100,16 @@ def test_mc_eval_at_the_end_of_training(toy, tmp_path):
     assert mc["samples"] == 3 and mc["n"] == 16
     assert set(mc["mc"]) >= {"accuracy", "nll", "brier", "ece"} and "deterministic" in mc
     assert json.loads((run / "metrics.json").read_text())["mc_eval"]["n"] == 16
+
+
+def test_lora_recipe_schedules_the_lora_role(toy, tmp_path):
+    recipe = _recipe(toy, tmp_path, model={"lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+                     dropout={"schedule": {"lora": {"shape": "linear", "start": 0.2, "end": 0.0}}})
+    train(recipe)
+    steps = read_jsonl(tmp_path / "run" / "steps.jsonl")
+    assert [s["dropout/lora"] for s in steps] == pytest.approx([0.2 * (1 - k / 6) for k in range(6)])
+    # adapters merged into a standalone model: no peft modules left in the saved weights
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "model" / "model.safetensors"), "pt") as f:
+        assert not any("lora" in key for key in f.keys())
