@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU smoke test of dropout-tune on a one-GPU machine without network (the session's device tool runs it).
 # Needs: .whl/ (datasets and its small deps as wheels) and .devcarry/site/ (the embedded model in fp16 and the
-# Rotten Tomatoes file), both made by hand on the CPU machine; see the README's GPU section. Each step has a timeout
+# Rotten Tomatoes file), made on the CPU machine by scripts/make_gpu_carry.sh. Each step has a timeout
 # so the whole script fits a 5-minute device slot.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false DROPOUT_TUNE_CACHE=/tmp/dtcache
