@@ -267,7 +267,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
 # ---- generic discovery, for families not in the table -------------------------------------------------------------
 
 #: float attributes named like a dropout rate (``attention_dropout``, ``attn_pdrop``, ``dropout_p``, ``drop``...).
-DROPOUT_ATTR = re.compile(r"(^|_)(dropout|drop|pdrop|dropout_p|dropout_rate|dropout_prob)($|_)|dropout|pdrop")
+DROPOUT_ATTR = re.compile(r"dropout|pdrop|(^|_)drop($|_)")
 #: stochastic depth, reported apart: never a dropout rate.
 STOCHASTIC_DEPTH_ATTR = re.compile(r"layerdrop|layer_drop|drop_path|droppath|stochastic_depth", re.IGNORECASE)
 

@@ -145,8 +145,8 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
     model = _build_model(recipe, task)
 
     t = recipe.training
-    save = t.eval_strategy if t.save_checkpoints and t.eval_strategy != "no" else ("epoch" if t.save_checkpoints
-                                                                                  else "no")
+    # checkpoints (for resume) follow the evaluation cadence, or come every epoch when there is none
+    save = "no" if not t.save_checkpoints else (t.eval_strategy if t.eval_strategy != "no" else "epoch")
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
