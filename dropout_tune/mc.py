@@ -81,8 +81,9 @@ class DropoutTrace:
 
 
 @contextlib.contextmanager
-def trace_dropout() -> Iterator[DropoutTrace]:
-    """Count dropout applications (``F.dropout`` that drops, SDPA with ``dropout_p > 0``) inside the block.
+def trace_dropout(on_apply: Optional[Callable[[], None]] = None) -> Iterator[DropoutTrace]:
+    """Count dropout applications (``F.dropout`` that drops, SDPA with ``dropout_p > 0``) inside the block;
+    ``on_apply`` is called at each one (e.g. to attribute it to the module running).
 
     >>> with trace_dropout() as trace:
     ...     _ = torch.nn.functional.dropout(torch.ones(3), p=0.5, training=True)
@@ -98,12 +99,16 @@ def trace_dropout() -> Iterator[DropoutTrace]:
         if training and p > 0:
             trace.functional += 1
             trace.shapes.append(tuple(input.shape))
+            if on_apply is not None:
+                on_apply()
         return original_dropout(input, p, training, inplace)
 
     def sdpa(*args, **kwargs):
         dropout_p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
         if dropout_p > 0:
             trace.sdpa += 1
+            if on_apply is not None:
+                on_apply()
         return original_sdpa(*args, **kwargs)
 
     F.dropout, F.scaled_dot_product_attention = dropout, sdpa

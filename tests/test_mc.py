@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from dropout_tune.mc import TRUNK_LAYERS, mc_dropout, mc_predict, rows_for_budget
+from dropout_tune.mc import TRUNK_LAYERS, mc_dropout, mc_predict, rows_for_budget, trace_dropout
 from dropout_tune.patching import inspect_dropout, inspect_stochastic_depth
 from dropout_tune.spec import DropoutSpec
 from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model
@@ -59,28 +59,15 @@ def per_site_applications(model: nn.Module):
             module = owner  # the attention code reads `.p` inside the owner; the module itself is not called
         handles.append(module.register_forward_pre_hook(lambda m, a, name=site.name: stack.append(name) and None))
         handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None))  # None: keep the output
-    F = torch.nn.functional
-    real_dropout, real_sdpa = F.dropout, F.scaled_dot_product_attention
 
     def record():
         name = stack[-1] if stack else "<outside any site>"
         counts[name] = counts.get(name, 0) + 1
 
-    def dropout(x, p=0.5, training=True, inplace=False):
-        if training and p > 0:
-            record()
-        return real_dropout(x, p, training, inplace)
-
-    def sdpa(*args, **kwargs):
-        if kwargs.get("dropout_p", 0.0) > 0:
-            record()
-        return real_sdpa(*args, **kwargs)
-
-    F.dropout, F.scaled_dot_product_attention = dropout, sdpa
     try:
-        yield counts
+        with trace_dropout(on_apply=record):
+            yield counts
     finally:
-        F.dropout, F.scaled_dot_product_attention = real_dropout, real_sdpa
         for handle in handles:
             handle.remove()
 
