@@ -32,13 +32,14 @@ from torch import nn
 
 from .registry import (
     DROPOUT_ATTR,
-    LORA,
     STOCHASTIC_DEPTH_ATTR,
     FamilyDropout,
     get_family,
     guess_role,
 )
-from .roles import ROLES
+from .roles import ROLES, Role
+
+LORA = Role.LORA.value
 from .spec import DropoutSpec
 
 SpecLike = Union[DropoutSpec, Mapping[str, Any], str, float, None]

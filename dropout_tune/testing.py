@@ -31,6 +31,7 @@ TINY_CONFIG_KWARGS: dict[str, dict[str, Any]] = {
     "llama": _DECODER,
     "mistral": _DECODER,
     "qwen2": _DECODER,
+    "qwen3": dict(_DECODER, head_dim=8),
     "gemma": dict(_DECODER, head_dim=8),
     "phi": dict(_DECODER, pad_token_id=0),
     "t5": dict(vocab_size=99, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, pad_token_id=0,

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dropout_tune import DropoutSpec, apply_dropout, config_overrides, current_rates, restore_dropout
+from dropout_tune.registry import supports_sdpa
 from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model
 
 UNIFORM = DropoutSpec.uniform(0.3)
@@ -19,10 +20,6 @@ PER_ROLE = {
 CASES = [(ft, "uniform", UNIFORM) for ft in FAMILIES] + [(ft, "per-role", spec) for ft, spec in PER_ROLE.items()]
 
 
-def _supports_sdpa(model_type):
-    return type(tiny_model(model_type))._supports_sdpa
-
-
 def _output(model, inputs, train: bool):
     model.train(train)
     torch.manual_seed(1234)
@@ -34,7 +31,7 @@ def _output(model, inputs, train: bool):
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("model_type,label,spec", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_live_patch_equals_load_time(model_type, label, spec, attn):
-    if attn == "sdpa" and not _supports_sdpa(model_type):
+    if attn == "sdpa" and not supports_sdpa(model_type):
         pytest.skip(f"transformers has no SDPA attention for {model_type}: eager is its only implementation")
     built = tiny_model(model_type, attn_implementation=attn, **config_overrides(model_type, spec))
     patched = tiny_model(model_type, attn_implementation=attn)

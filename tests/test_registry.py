@@ -1,15 +1,23 @@
 """The registry table agrees with what each family's constructor really does."""
 
+import fnmatch
+import importlib
+import inspect
+import pkgutil
+import re
+
 import pytest
+from torch import nn
+from transformers.models.auto.configuration_auto import model_type_to_module_name
 
 from dropout_tune import inspect_dropout, inspect_stochastic_depth
 from dropout_tune.patching import KINDS
-from dropout_tune.registry import FAMILY_DROPOUT, guess_role
-from dropout_tune.roles import ROLES
+from dropout_tune.registry import FAMILY_DROPOUT, FamilyDropout, guess_role, supports_sdpa, trunk_layers_path
+from dropout_tune.roles import ROLES, Role
 from dropout_tune.testing import FAMILIES, TINY_CONFIG_KWARGS, tiny_model
 
 REQUIRED = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "deberta-v2", "modernbert", "gpt2",
-            "gpt_neox", "llama", "mistral", "qwen2", "gemma", "phi", "t5", "bart", "vit", "whisper"]
+            "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "phi", "t5", "bart", "vit", "whisper"]
 
 
 def test_every_required_family_is_registered_and_buildable():
@@ -23,6 +31,99 @@ def test_table_roles_are_valid():
         for roles in family.config_keys.values():
             assert set(roles) <= set(ROLES)
         assert set(family.config_fallbacks) <= set(family.config_keys)
+
+
+def test_roles_are_stored_as_plain_strings_and_typos_fail_at_definition():
+    family = FamilyDropout(config_keys={"p": (Role.HIDDEN, "attention")}, sites={"FooLayer.dropout": Role.HIDDEN})
+    assert family.config_keys == {"p": ("hidden", "attention")}
+    assert type(family.sites["FooLayer.dropout"]) is str and type(family.config_keys["p"][0]) is str
+    assert all(type(role) is str for entry in FAMILY_DROPOUT.values() for role in entry.sites.values())
+    with pytest.raises(ValueError, match="'hiden'"):
+        FamilyDropout(config_keys={}, sites={"FooLayer.dropout": "hiden"})
+
+
+# ---- reverse coverage: every name in an entry exists in transformers ----------------------------------------------
+
+
+def _family_classes(model_type):
+    """Every class defined in the family's transformers.models.<family>.modeling_* modules, by name."""
+    package = importlib.import_module(f"transformers.models.{model_type_to_module_name(model_type)}")
+    classes = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("modeling_"):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            classes.update({name: obj for name, obj in vars(module).items()
+                            if inspect.isclass(obj) and obj.__module__ == module.__name__})
+    return classes
+
+
+def _sets_attribute(cls, attr, instances):
+    """An instance of cls in the tiny model has attr, or an __init__ along its MRO assigns self.<attr>."""
+    if any(isinstance(module, cls) and hasattr(module, attr) for module in instances):
+        return True
+    assignment = re.compile(rf"self\.{re.escape(attr)}\s*(:[^=\n]*)?=[^=]")
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            try:
+                source = inspect.getsource(klass.__init__)
+            except (OSError, TypeError):
+                continue
+            if assignment.search(source):
+                return True
+    return False
+
+
+def _unresolved_names(model_type):
+    """The entry's OwnerClass.attr names (sites and stochastic depth) that no class of the family backs."""
+    family = FAMILY_DROPOUT[model_type]
+    classes = _family_classes(model_type)
+    instances = list(tiny_model(model_type).modules())
+    unresolved = []
+    for name in [*family.sites, *family.stochastic_depth]:
+        owner, attr = name.split(".")
+        matching = [cls for class_name, cls in classes.items() if fnmatch.fnmatchcase(class_name, owner)]
+        if not any(_sets_attribute(cls, attr, instances) for cls in matching):
+            unresolved.append(name if matching else f"{name} (no class {owner})")
+    return unresolved
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_every_name_in_an_entry_is_a_real_class_with_that_attribute(model_type):
+    assert _unresolved_names(model_type) == []
+
+
+def test_reverse_coverage_catches_a_stale_name(monkeypatch):
+    stale = FamilyDropout(config_keys=FAMILY_DROPOUT["bert"].config_keys,
+                          sites={**FAMILY_DROPOUT["bert"].sites, "BertSequenceSummary.first_dropout": "classifier",
+                                 "BertEmbeddings.no_such_dropout": "embedding"})
+    monkeypatch.setitem(FAMILY_DROPOUT, "bert", stale)
+    assert _unresolved_names("bert") == ["BertSequenceSummary.first_dropout (no class BertSequenceSummary)",
+                                         "BertEmbeddings.no_such_dropout"]
+
+
+# ---- the other family knowledge: trunk layers, SDPA ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_trunk_layers_path_names_the_layer_stack(model_type):
+    path = trunk_layers_path(model_type)
+    if path is None:
+        pytest.skip(f"{model_type} has no single layer stack")
+    model = tiny_model(model_type)
+    layers = model.base_model.get_submodule(path)
+    assert isinstance(layers, nn.ModuleList)
+    assert len(layers) == 2  # the tiny configs have 2 layers
+    assert all(not isinstance(layer, nn.ModuleList) for layer in layers)
+
+
+def test_trunk_layers_path_of_unknown_and_stackless_families():
+    assert trunk_layers_path("no-such-family") is None and trunk_layers_path(None) is None
+    assert {mt for mt in FAMILY_DROPOUT if trunk_layers_path(mt) is None} == {"albert", "t5", "bart", "whisper"}
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_sdpa_flag_matches_transformers(model_type):
+    assert supports_sdpa(model_type) == type(tiny_model(model_type))._supports_sdpa
 
 
 @pytest.mark.parametrize("model_type", FAMILIES)
