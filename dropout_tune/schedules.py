@@ -49,7 +49,8 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, ClassVar, Iterator, Mapping, Union
 
-from .roles import ROLES, validate_rate, validate_role
+from .roles import ROLES, expand_all, validate_rate, validate_role
+from .schedule_text import format_schedule, parse_schedule, parse_schedule_set
 
 __all__ = [
     "Shape", "Ramp", "Schedule", "Constant", "Linear", "Cosine", "OffAfter", "Early", "Late", "Curriculum",
@@ -110,13 +111,6 @@ def _fraction(value: object, field: str) -> float:
     return number
 
 
-def _number(value: object) -> str:
-    """Shortest text for a parameter value (``0.1``, ``10``) in the compact form."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 @dataclass(frozen=True)
 class Schedule:
     """Base of all shapes: a frozen, validated dataclass callable as ``schedule(progress) -> p``."""
@@ -147,10 +141,7 @@ class Schedule:
 
     def to_string(self) -> str:
         """The compact form, e.g. ``early:p=0.1:until=0.3``; a constant is just its rate."""
-        parts = [self.shape.value]
-        for name, value in self._params().items():
-            parts.append(f"{name}={value.value if isinstance(value, Enum) else _number(value)}")
-        return ":".join(parts)
+        return format_schedule(self.to_dict())
 
 
 @dataclass(frozen=True)
@@ -169,9 +160,6 @@ class Constant(Schedule):
 
     def rate(self, t: float) -> float:
         return self.p
-
-    def to_string(self) -> str:
-        return _number(self.p)
 
 
 @dataclass(frozen=True)
@@ -380,15 +368,12 @@ class Piecewise(Schedule):
     def to_dict(self) -> dict[str, Any]:
         return {"shape": self.shape.value, "points": [[t, p] for t, p in self.points]}
 
-    def to_string(self) -> str:
-        return "piecewise:" + ":".join(f"{_number(p)}@{_number(t)}" for t, p in self.points)
-
 
 _SHAPE_CLASSES: dict[Shape, type[Schedule]] = {
     cls.shape: cls for cls in (Constant, Linear, Cosine, OffAfter, Early, Late, Curriculum, Piecewise)
 }
 
-# Lower-case constructors, as named in the issue: ``early(0.1, until=0.3)``.
+# Lower-case constructors read like the shape names: early(0.1, until=0.3).
 constant, linear, cosine, off_after = Constant, Linear, Cosine, OffAfter
 early, late, curriculum, piecewise = Early, Late, Curriculum, Piecewise
 
@@ -403,6 +388,10 @@ def _shape_named(name: object) -> Shape:
 
 def _parameter_names(cls: type[Schedule]) -> list[str]:
     return [f.name for f in fields(cls)]
+
+
+#: shape name -> its parameters in order: what the compact form's positional arguments fill.
+_SHAPE_PARAMETERS = {shape.value: _parameter_names(cls) for shape, cls in _SHAPE_CLASSES.items()}
 
 
 def schedule_from_dict(data: Union[Mapping[str, Any], float, int]) -> Schedule:
@@ -437,55 +426,14 @@ def schedule_from_dict(data: Union[Mapping[str, Any], float, int]) -> Schedule:
 
 
 def schedule_from_string(text: str) -> Schedule:
-    """One schedule from its compact form (see :meth:`ScheduleSet.parse`).
+    """One schedule from its compact form (see :meth:`ScheduleSet.parse` and dropout_tune.schedule_text).
 
     >>> schedule_from_string("early:0.1:until=0.3:ramp=linear")
     Early(p=0.1, until=0.3, ramp=<Ramp.LINEAR: 'linear'>)
     >>> schedule_from_string("piecewise:0.1@0:0@0.5")
     Piecewise(points=((0.0, 0.1), (0.5, 0.0)))
     """
-    text = text.strip()
-    name, *args = [part.strip() for part in text.split(":")]
-    if not name:
-        raise ValueError(f"shape: empty in {text!r}; expected a rate or SHAPE:ARG:..., e.g. early:0.1:until=0.3")
-    if not args:
-        try:
-            rate = float(name)
-        except ValueError:
-            pass  # a shape name without arguments; reported below
-        else:
-            return Constant(rate)
-    shape = _shape_named(name)
-    if shape is Shape.PIECEWISE:
-        points = []
-        for arg in args:
-            p, at, t = arg.partition("@")
-            if not at:
-                raise ValueError(f"points: cannot parse {arg!r} in {text!r}; expected P@PROGRESS, e.g. 0.1@0.5")
-            points.append((t, p))
-        return schedule_from_dict({"shape": shape.value, "points": points})
-    valid = _parameter_names(_SHAPE_CLASSES[shape])
-    params: dict[str, Any] = {}
-    for i, arg in enumerate(args):
-        key, sep, value = arg.partition("=")
-        if not sep:  # positional: in the order of the shape's parameters
-            if i >= len(valid):
-                raise ValueError(f"arguments: too many in {text!r}; {shape.value} takes {', '.join(valid)}")
-            key, value = valid[i], arg
-        key = key.strip()
-        if key in params:
-            raise ValueError(f"{key}: given twice in {text!r}")
-        params[key] = value.strip()
-    return schedule_from_dict({"shape": shape.value, **params})
-
-
-def _starts_like_a_schedule(text: str) -> bool:
-    head = text.split(":")[0].strip()
-    try:
-        float(head)
-    except ValueError:
-        return head in {shape.value for shape in Shape}
-    return True
+    return schedule_from_dict(parse_schedule(text, _SHAPE_PARAMETERS))
 
 
 ScheduleLike = Union[Schedule, Mapping[str, Any], float, str]
@@ -508,16 +456,10 @@ class ScheduleSet:
     def __init__(self, schedules: Mapping[str, ScheduleLike]):
         if not isinstance(schedules, Mapping):
             raise ValueError(f"schedule set must map role to schedule, got {type(schedules).__name__}")
-        schedules = dict(schedules)
-        base = {}
-        if "all" in schedules:  # like DropoutSpec: "all" covers every role not named explicitly
-            everywhere = schedules.pop("all")
-            base = {role: everywhere for role in ROLES}
         #: Roles named explicitly (not only through "all"): a model lacking one of them is worth a warning.
         self.explicit_roles = tuple(role for role in ROLES if role in schedules)
         built: dict[str, Schedule] = {}
-        for role, value in {**base, **schedules}.items():
-            validate_role(role)
+        for role, value in expand_all(schedules).items():  # like DropoutSpec: "all" covers the roles not named
             if isinstance(value, bool) or not isinstance(value, (Schedule, Mapping, str, int, float)):
                 raise ValueError(f"{role}: {value!r} is not a schedule; expected a rate, a mapping with a "
                                  f"'shape' key, or a compact string such as 'early:0.1:until=0.3'")
@@ -527,8 +469,7 @@ class ScheduleSet:
                 raise ValueError(f"{role}.{err}") from None
         if not built:
             raise ValueError("empty schedule set; expected at least one role, e.g. {'hidden': 0.1}")
-        # Canonical role order, so that logs, plots and to_dict are stable.
-        self._schedules = {role: built[role] for role in ROLES if role in built}
+        self._schedules = built  # in ROLES order, from expand_all: logs, plots and to_dict are stable
 
     @classmethod
     def from_dict(cls, data: Mapping[str, ScheduleLike]) -> "ScheduleSet":
@@ -553,21 +494,7 @@ class ScheduleSet:
         ...
         ValueError: hidden.shape: unknown schedule shape 'sigmoid'; valid shapes: constant, linear, cosine, ...
         """
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("empty schedule; expected e.g. 'hidden=early:0.1:until=0.3,attention=0.1'")
-        entries: dict[str, str] = {}
-        for part in text.split(","):
-            role, sep, schedule = part.partition("=")
-            role = role.strip()
-            if (not sep or ":" in role) and _starts_like_a_schedule(part):
-                role, sep, schedule = "all", "=", part  # no ROLE= prefix: a schedule for every role, like DropoutSpec's
-            if not sep or not role or not schedule.strip():
-                raise ValueError(f"cannot parse {part!r} in schedule {text!r}; expected ROLE=SCHEDULE, "
-                                 f"e.g. hidden=early:0.1:until=0.3")
-            if role in entries:
-                raise ValueError(f"role {role!r} given twice in schedule {text!r}")
-            entries[role] = schedule
-        return cls(entries)
+        return cls(parse_schedule_set(text, _SHAPE_PARAMETERS))
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike]) -> "ScheduleSet":

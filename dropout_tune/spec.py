@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Mapping, Optional, Union
 
-from .roles import ROLES, validate_rate, validate_role
+from .roles import ROLES, expand_all, is_number, parse_assignments, validate_rate, validate_role
 
 
 @dataclass(frozen=True)
@@ -55,37 +55,24 @@ class DropoutSpec:
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"dropout spec must be a mapping of role to rate, got {type(data).__name__}")
-        data = dict(data)
-        base = {}
-        if "all" in data:
-            everywhere = data.pop("all")
-            base = {role: everywhere for role in ROLES}
-        for role in data:
-            validate_role(role)
-        return cls(**{**base, **data})  # type: ignore[arg-type]
+        return cls(**expand_all(data))  # type: ignore[arg-type]
 
     @classmethod
     def parse(cls, text: str) -> "DropoutSpec":
-        """From ``"attention=0.1,hidden=0.05"``, ``"all=0.1"`` or a bare rate ``"0.1"`` (all roles).
+        """From ``"attention=0.1,hidden=0.05"``, ``"all=0.1"`` or a bare rate ``"0.1"`` (all roles); a bare rate
+        among ROLE=RATE entries is for every role not named, like ``all=``.
 
         >>> DropoutSpec.parse("0.2").attention
         0.2
+        >>> DropoutSpec.parse("0.1,attention=0")
+        DropoutSpec(embedding=0.1, attention=0.0, hidden=0.1, activation=0.1, classifier=0.1, lora=0.1)
         """
         text = text.strip()
         if not text:
             raise ValueError("empty dropout spec; expected e.g. 'attention=0.1,hidden=0.05' or '0.1'")
         if "=" not in text:
             return cls.uniform(text)  # type: ignore[arg-type]
-        data: dict[str, object] = {}
-        for part in text.split(","):
-            role, sep, value = part.partition("=")
-            role = role.strip()
-            if not sep or not role or not value.strip():
-                raise ValueError(f"cannot parse {part!r} in dropout spec {text!r}; expected ROLE=RATE, e.g. hidden=0.1")
-            if role in data:
-                raise ValueError(f"role {role!r} given twice in dropout spec {text!r}")
-            data[role] = value.strip()
-        return cls.from_dict(data)
+        return cls.from_dict(parse_assignments(text, "dropout spec", "ROLE=RATE, e.g. hidden=0.1", is_number))
 
     @classmethod
     def coerce(cls, value: Union["DropoutSpec", Mapping, str, float, None]) -> "DropoutSpec":

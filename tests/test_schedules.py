@@ -333,3 +333,39 @@ def test_plot_schedule_command_reports_bad_input_in_one_line(argv, message, tmp_
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+# ---- the compact form's grammar (dropout_tune.schedule_text) -----------------------------------------------------
+
+
+def test_schedule_text_knows_the_grammar_only():
+    """The grammar module imports no schedule code (so schedules.py can use it without a cycle); the shapes come in
+    as data."""
+    import ast
+    import inspect
+
+    from dropout_tune import schedule_text
+
+    tree = ast.parse(inspect.getsource(schedule_text))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert imported <= {"__future__", "typing", "roles"}
+    shapes = {"bump": ["height", "at"]}
+    assert schedule_text.parse_schedule("bump:0.2:at=0.5", shapes) == {"shape": "bump", "height": "0.2", "at": "0.5"}
+    assert schedule_text.parse_schedule_set("bump:0.2:0.5,hidden=0", shapes) == {"all": "bump:0.2:0.5", "hidden": "0"}
+
+
+def test_format_schedule_is_the_inverse_of_parse_schedule_for_every_shape():
+    from dropout_tune.schedule_text import format_schedule, parse_schedule
+    from dropout_tune.schedules import _SHAPE_PARAMETERS
+
+    every_shape = [schedule for _, schedule in ScheduleSet.from_dict(EVERY_SHAPE).items()]
+    for schedule in [*every_shape, Constant(0.1), OffAfter(0.1, 0.8)]:
+        text = format_schedule(schedule.to_dict())
+        assert text == schedule.to_string()
+        assert schedule_from_dict(parse_schedule(text, _SHAPE_PARAMETERS)) == schedule
+
+
+def test_an_unknown_shape_is_reported_by_the_dict_reader_with_the_valid_shapes():
+    with pytest.raises(ValueError, match="^shape: unknown schedule shape 'sigmoid'; valid shapes: constant, linear"):
+        schedule_from_string("sigmoid:0.1:0.5:0.9")
