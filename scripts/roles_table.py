@@ -4,15 +4,18 @@ Run: python scripts/roles_table.py
 """
 
 from dropout_tune.registry import FAMILY_DROPOUT
-from dropout_tune.roles import ROLES
+from dropout_tune.roles import ROLES, Role
+
+# lora is PEFT's (peft_config.lora_dropout), the same for every family
+TABLE_ROLES = [role for role in ROLES if role != Role.LORA.value]
 
 
 def main() -> None:
-    print("| family | " + " | ".join(ROLES[:-1]) + " |")
-    print("|---" * ROLES[:-1].__len__() + "|---|")
+    print("| family | " + " | ".join(TABLE_ROLES) + " |")
+    print("|---" * (len(TABLE_ROLES) + 1) + "|")
     for model_type, family in FAMILY_DROPOUT.items():
         cells = []
-        for role in ROLES[:-1]:  # lora is PEFT's, the same for every family
+        for role in TABLE_ROLES:
             keys = [key for key, roles in family.config_keys.items() if role in roles]
             has_site = role in family.sites.values()
             cells.append(", ".join(f"`{k}`" for k in keys) if keys else ("(live only)" if has_site else "—"))
