@@ -49,7 +49,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, ClassVar, Iterator, Mapping, Union
 
-from .roles import ROLES, expand_all, validate_rate, validate_role
+from .roles import ALL, ROLES, expand_all, validate_rate, validate_role
 from .schedule_text import format_schedule, parse_schedule, parse_schedule_set
 
 __all__ = [
@@ -518,7 +518,7 @@ class ScheduleSet:
             return cls(value)
         if isinstance(value, str):
             return cls.parse(value)
-        return cls({"all": value})
+        return cls({ALL: value})
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The dict form; ``ScheduleSet.from_dict(s.to_dict()) == s``."""
