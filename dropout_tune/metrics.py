@@ -12,17 +12,17 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .data.tasks import TaskSpec
+from .data.catalog import get_task
+from .data.taskspec import CLASSIFICATION_METRICS, METRIC_NAMES, REGRESSION_METRICS, TaskSpec
 
-# Metric names by the kind of prediction they score; `TaskSpec` validates its `metrics` against these.
-CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "matthews_correlation")
-REGRESSION_METRICS = ("pearson", "spearmanr")
-METRIC_NAMES = CLASSIFICATION_METRICS + REGRESSION_METRICS
+__all__ = [
+    "CLASSIFICATION_METRICS", "METRIC_FUNCTIONS", "METRIC_NAMES", "REGRESSION_METRICS", "compute_task_metrics",
+    "make_compute_metrics", "predictions_from_outputs",
+]
 
 
 def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -73,13 +73,7 @@ METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
-def _resolve_task(task: Union["TaskSpec", str]) -> "TaskSpec":
-    from .data.tasks import get_task
-
-    return get_task(task) if isinstance(task, str) else task
-
-
-def predictions_from_outputs(task: Union["TaskSpec", str], predictions_or_logits: Any) -> np.ndarray:
+def predictions_from_outputs(task: Union[TaskSpec, str], predictions_or_logits: Any) -> np.ndarray:
     """Class ids (argmax over logits) for classification, a flat float vector for regression.
 
     >>> predictions_from_outputs("sst2", [[2.0, -1.0], [0.0, 3.0]]).tolist()
@@ -87,7 +81,7 @@ def predictions_from_outputs(task: Union["TaskSpec", str], predictions_or_logits
     >>> predictions_from_outputs("stsb", [[4.5], [1.0]]).tolist()
     [4.5, 1.0]
     """
-    task = _resolve_task(task)
+    task = get_task(task)
     outputs = np.asarray(predictions_or_logits)
     if task.is_regression:
         if outputs.ndim == 2 and outputs.shape[1] == 1:
@@ -112,7 +106,7 @@ def predictions_from_outputs(task: Union["TaskSpec", str], predictions_or_logits
     return outputs.astype(np.int64)
 
 
-def compute_task_metrics(task: Union["TaskSpec", str], predictions_or_logits: Any, labels: Any) -> dict[str, float]:
+def compute_task_metrics(task: Union[TaskSpec, str], predictions_or_logits: Any, labels: Any) -> dict[str, float]:
     """The task's metrics (and ``combined_score`` when there are several) as plain floats.
 
     ``predictions_or_logits``: logits ``(n, num_labels)`` or class ids ``(n,)`` for classification,
@@ -121,7 +115,7 @@ def compute_task_metrics(task: Union["TaskSpec", str], predictions_or_logits: An
     >>> compute_task_metrics("stsb", [1.0, 2.0, 3.5], [1.2, 2.1, 2.9])["spearmanr"]
     1.0
     """
-    task = _resolve_task(task)
+    task = get_task(task)
     predictions = predictions_from_outputs(task, predictions_or_logits)
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
@@ -137,7 +131,7 @@ def compute_task_metrics(task: Union["TaskSpec", str], predictions_or_logits: An
     return results
 
 
-def make_compute_metrics(task: Union["TaskSpec", str]) -> Callable[[Any], dict[str, float]]:
+def make_compute_metrics(task: Union[TaskSpec, str]) -> Callable[[Any], dict[str, float]]:
     """A ``compute_metrics`` function for ``transformers.Trainer`` (takes an ``EvalPrediction``).
 
     >>> from transformers import EvalPrediction
@@ -145,7 +139,7 @@ def make_compute_metrics(task: Union["TaskSpec", str]) -> Callable[[Any], dict[s
     >>> fn(EvalPrediction(predictions=np.array([[1.0, 0.0], [0.0, 1.0]]), label_ids=np.array([0, 1])))
     {'matthews_correlation': 1.0}
     """
-    task = _resolve_task(task)
+    task = get_task(task)
 
     def compute_metrics(eval_prediction: Any) -> dict[str, float]:
         predictions, labels = eval_prediction.predictions, eval_prediction.label_ids

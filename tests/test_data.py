@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import socket
 import subprocess
 import tarfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,8 @@ from dropout_tune.data import TASKS, DataUnavailableError, TaskSpec, get_task, l
 from dropout_tune.data import cache as cache_module
 from dropout_tune.data.cache import ARCHIVES, ArchiveMember, PackageArchive, member_files
 from dropout_tune.data.embedded import load_embedded_frames
-from dropout_tune.data.tasks import assign_splits
+from dropout_tune.data.local import label_encoding
+from dropout_tune.data.tasks import LOADERS, SOURCES, assign_splits
 
 GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 RT_SNIPPETS, RT_MOVIES = 12_808, 508
@@ -393,12 +396,114 @@ def test_local_file_errors_list_the_columns(tmp_path):
         load_task(path)
     with pytest.raises(ValueError, match=r"no column\(s\) \['stars'\]"):
         load_task(path, text_columns=["body"], label_column="stars")
-    with pytest.raises(ValueError, match="only apply to local files"):
+    with pytest.raises(ValueError, match="text_columns only applies to local files, not the embedded task "
+                                         "'rotten_tomatoes'"):
         load_task("rotten_tomatoes", text_columns=["text"])
+    with pytest.raises(ValueError, match="data_dir only applies to GLUE tasks, not the local file"):
+        load_task(path, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="label_column, problem_type only apply to local files, not the GLUE task"):
+        load_task("sst2", label_column="y", problem_type="regression")
     odd = tmp_path / "data.txt"
     odd.write_text("x")
     with pytest.raises(ValueError, match="unsupported file type"):
         load_task(odd)
+
+
+def test_every_source_has_one_loader():
+    assert sorted(LOADERS) == sorted(SOURCES)
+    assert {TASKS[name].source for name in TASKS} <= set(LOADERS)
+
+
+def _write_labels(path, labels):
+    pd.DataFrame({"text": [f"review {i}" for i in range(len(labels))], "label": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("labels,names", [
+    ([1, 5], ("1", "5")),
+    ([2, 7, 9], ("2", "7", "9")),
+    ([-1, 1], ("-1", "1")),
+])
+def test_local_integer_labels_are_the_classes_present_numbered_in_order(tmp_path, caplog, labels, names):
+    raw = [labels[i % len(labels)] for i in range(40)]
+    path = _write_labels(tmp_path / "stars.csv", raw)
+    with caplog.at_level("WARNING", logger="dropout_tune.data"):
+        spec, splits = load_task(path)
+        load_task(path)  # a second load (compare, evaluation) says nothing new
+    assert spec.num_labels == len(labels) and spec.label_names == names
+    assert spec.id2label == dict(enumerate(names))
+    assert spec.metrics == (("accuracy", "f1") if len(labels) == 2 else ("accuracy", "f1_macro"))
+    for split in ("train", "validation", "test"):
+        for text, label in zip(splits[split]["text"], splits[split]["label"]):
+            assert spec.label_names[label] == str(raw[int(text.split()[1])])
+    said = [r.getMessage() for r in caplog.records]
+    numbering = ", ".join(f"{name} -> {index}" for index, name in enumerate(names))
+    assert said == [f"{path}, column 'label': labels renumbered to class ids 0..{len(names) - 1}: {numbering}"]
+
+
+def test_the_model_gets_the_local_class_names_as_id2label(tmp_path):
+    from dropout_tune.recipe import Recipe
+    from dropout_tune.testing import save_tiny_text_model
+    from dropout_tune.train import build_trainer
+
+    save_tiny_text_model(tmp_path / "model")
+    stars = _write_labels(tmp_path / "stars.csv", [1, 5] * 10)
+    recipe = Recipe.from_dict({"name": "stars", "model": {"name": str(tmp_path / "model")},
+                               "data": {"task": str(stars), "max_length": 8},
+                               "training": {"output_dir": str(tmp_path / "run")}})
+    config = build_trainer(recipe).trainer.model.config
+    assert config.num_labels == 2 and config.id2label == {0: "1", 1: "5"} and config.label2id == {"1": 0, "5": 1}
+
+
+def test_local_labels_that_are_already_ids_or_strings_are_not_warned_about(tmp_path, caplog):
+    ids = _write_labels(tmp_path / "ids.csv", [0, 1, 2] * 10)
+    words = _write_labels(tmp_path / "words.csv", ["pos", "neg"] * 10)
+    with caplog.at_level("INFO", logger="dropout_tune.data"):
+        assert load_task(ids)[0].label_names == ("0", "1", "2")
+        assert load_task(words)[0].label_names == ("neg", "pos")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"{words}, column 'label': class ids in sorted order: neg -> 0, pos -> 1")]
+
+
+@pytest.mark.parametrize("labels,needle", [
+    ([1] * 20, "classification needs at least 2 classes, but every label is 1"),
+    (["pos"] * 20, "classification needs at least 2 classes, but every label is pos"),
+    ([0, 1, "neg", "pos"] * 5, r"labels mix numbers and strings \(0, 1, neg, pos\)"),
+    ([0.5, 1, 2] * 7, r"classification needs integer or string labels, found 0.5, 1.0, 2.0; for scores pass "
+                      r"problem_type='regression'"),
+])
+def test_local_labels_with_one_class_or_mixed_kinds_are_refused(tmp_path, labels, needle):
+    path = _write_labels(tmp_path / "odd.csv", labels)
+    with pytest.raises(ValueError, match=f"^{path}, column 'label': {needle}"):
+        load_task(path, problem_type="classification")
+
+
+def test_mixed_label_kinds_in_json_are_refused(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": [0, "pos"][i % 2]}) for i in range(20)))
+    with pytest.raises(ValueError, match=r"mixed.jsonl, column 'label': labels mix numbers and strings \(0, pos\)"):
+        load_task(path)
+
+
+def test_numeric_strings_are_numbers_sorted_by_value():
+    kind, names, ids = label_encoding(pd.Series(["10", "2", "2"]), None, "x")
+    assert (kind, names, ids) == ("classification", ("2", "10"), {"10": 1, "2": 0})
+
+
+def test_too_small_files_are_refused_before_training(tmp_path):
+    small = _write_labels(tmp_path / "small.csv", [0, 1, 0, 1, 1])
+    with pytest.raises(ValueError, match=rf"task 'small' \(local data from {small}\) has too few rows: "
+                                         r"validation would be empty \(train 4, validation 0, test 1; single file"):
+        load_task(small)
+    split_files = tmp_path / "split_files"
+    split_files.mkdir()
+    _write_labels(split_files / "train.csv", [1])
+    _write_labels(split_files / "test.csv", [0, 1])
+    with pytest.raises(ValueError, match=r"validation would be empty \(train 1, validation 0, test 2"):
+        load_task(split_files)
+    # the smallest single file that splits: 8 rows, 6 / 1 / 1
+    spec, splits = load_task(_write_labels(tmp_path / "eight.csv", [0, 1] * 4))
+    assert [splits[s].num_rows for s in ("train", "validation", "test")] == [6, 1, 1]
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -425,3 +530,30 @@ def test_cli_errors_are_one_line_exit_2(cache, capsys):
     assert main(["data", "show", "sst-2"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(err) == 2 and "only embedded tasks" in err[0] and "did you mean 'sst2'" in err[1]
+
+
+def test_cli_local_file_errors_are_one_line_exit_2(tmp_path, capsys):
+    small = _write_labels(tmp_path / "small.csv", [0, 1, 0, 1, 1])
+    ones = _write_labels(tmp_path / "ones.csv", [1] * 20)
+    assert main(["data", "show", str(small)]) == 2
+    assert main(["data", "show", str(ones)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(err) == 2 and "too few rows" in err[0] and "every label is 1" in err[1]
+
+
+def test_cli_show_prints_the_class_ids(tmp_path, capsys):
+    assert main(["data", "show", str(_write_labels(tmp_path / "stars.csv", [1, 5] * 10)), "--examples", "0"]) == 0
+    assert "labels: 2 classes (0 = 1, 1 = 5)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make_cache_dir,needle", [
+    (lambda tmp: (tmp / "a_file").write_text("x") and tmp / "a_file", "not a directory"),
+    # /proc refuses new entries even to root (a chmod-ed folder would not stop root)
+    pytest.param(lambda tmp: Path("/proc/dropout-tune-cache"), "cannot be created|not writable",
+                 marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")),
+])
+def test_prepare_into_an_unusable_cache_dir_is_one_line_exit_2(tmp_path, capsys, make_cache_dir, needle):
+    cache_dir = make_cache_dir(tmp_path)
+    assert main(["data", "prepare", "rotten_tomatoes", "--cache-dir", str(cache_dir)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(err) == 1 and re.search(rf"^dropout-tune data: error: cache directory {cache_dir}: ({needle})", err[0])

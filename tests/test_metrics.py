@@ -128,3 +128,10 @@ def test_bad_shapes_are_refused(task, outputs, labels, needle):
 
 def test_predictions_from_outputs_accepts_class_ids():
     assert predictions_from_outputs("mnli", np.array([2, 0, 1])).tolist() == [2, 0, 1]
+
+
+def test_every_metric_name_a_task_may_list_has_one_function():
+    from dropout_tune.data.taskspec import METRIC_NAMES
+    from dropout_tune.metrics import METRIC_FUNCTIONS
+
+    assert sorted(METRIC_FUNCTIONS) == sorted(METRIC_NAMES)

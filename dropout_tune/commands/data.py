@@ -6,7 +6,8 @@ import argparse
 import json
 from collections import Counter
 
-from ..data.tasks import SPLITS, TASKS, TaskSpec
+from ..data.catalog import TASKS
+from ..data.taskspec import SPLITS, TaskSpec
 
 
 def register(subparsers) -> None:
@@ -112,8 +113,8 @@ def run_show(args) -> int:
                              label_column=args.label_column, problem_type=args.problem_type,
                              cache_dir=args.cache_dir)
     print(f"{spec.name} ({spec.source}): {spec.description}")
-    print(f"text: {', '.join(spec.text_columns)}; labels: {_kind(spec)}"
-          + (f" ({', '.join(spec.label_names)})" if spec.label_names else ""))
+    ids = ", ".join(f"{index} = {name}" for index, name in spec.id2label.items())
+    print(f"text: {', '.join(spec.text_columns)}; labels: {_kind(spec)}" + (f" ({ids})" if spec.label_names else ""))
     print(f"metrics: {', '.join(spec.metrics)} (main: {spec.main_metric})")
     if spec.split_note:
         print(f"splits: {spec.split_note}")

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 
-from .cache import ARCHIVES, atomic_write_bytes, cache_root, member_files, read_manifest, write_manifest
-from .tasks import SPLITS, TASKS, assign_splits, carve_validation
+from ..files import atomic_write_bytes, check_writable_dir
+from .cache import ARCHIVES, cache_root, member_files, read_manifest, write_manifest
+from .catalog import TASKS
+from .splits import EIGHTY_TEN_TEN, carve_validation, split_frame
+from .taskspec import SPLITS, TaskSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
 PathLike = Union[str, os.PathLike]
 FORMAT_VERSION = 1  # bump when the processing below changes: cached splits are then rebuilt
 GROUP = "group"  # kept in the cached splits (movie, premise id, snippet id) so leakage can be checked
-EIGHTY_TEN_TEN = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 def read_rotten_tomatoes(path: PathLike) -> dict[str, "pd.DataFrame"]:
@@ -46,8 +48,7 @@ def read_rotten_tomatoes(path: PathLike) -> dict[str, "pd.DataFrame"]:
         "label": (reviews["category"] == "fresh").astype(np.int64),
         GROUP: reviews["movie_name"].astype(str),
     })
-    split = assign_splits(frame[GROUP], EIGHTY_TEN_TEN)
-    return {name: frame[split == name].reset_index(drop=True) for name in SPLITS}
+    return split_frame(frame, EIGHTY_TEN_TEN, groups=frame[GROUP])
 
 
 def _read_snli_jsonl(path: PathLike) -> "pd.DataFrame":
@@ -84,8 +85,7 @@ def read_vader_movies(path: PathLike) -> dict[str, "pd.DataFrame"]:
             raise ValueError(f"{path}:{number}: expected ID, score and text separated by tabs")
         rows.append((parts[2].strip(), float(parts[1]), parts[0]))
     frame = pd.DataFrame(rows, columns=["text", "label", GROUP])
-    split = assign_splits(frame[GROUP], EIGHTY_TEN_TEN)
-    return {name: frame[split == name].reset_index(drop=True) for name in SPLITS}
+    return split_frame(frame, EIGHTY_TEN_TEN, groups=frame[GROUP])
 
 
 EMBEDDED_READERS: dict[str, Callable[..., dict[str, "pd.DataFrame"]]] = {
@@ -146,6 +146,7 @@ def prepare(task: str, cache_dir: Optional[PathLike] = None, *, force: bool = Fa
     manifest = read_manifest(task, cache_dir)
     if not force and _is_prepared(task, manifest, cache_dir):
         return manifest  # type: ignore[return-value]
+    check_writable_dir(cache_root(cache_dir), what="cache directory")  # before any download
     data_files = member_files(task, cache_dir)
     frames = EMBEDDED_READERS[task](*data_files)
     for split, frame in frames.items():
@@ -181,3 +182,9 @@ def load_embedded_frames(task: str, cache_dir: Optional[PathLike] = None, *, wit
     if not with_groups:
         frames = {split: frame.drop(columns=[GROUP]) for split, frame in frames.items()}
     return frames
+
+
+def load_frames(spec: TaskSpec, *, cache_dir: Optional[PathLike] = None
+                ) -> tuple[TaskSpec, dict[str, "pd.DataFrame"]]:
+    """The ``embedded`` source's loader: the task's cached splits, prepared on first use."""
+    return spec, load_embedded_frames(spec.name, cache_dir)

@@ -1,15 +1,14 @@
-"""Local data: GLUE-format directories and any CSV / TSV / JSON / JSONL / parquet file with labels.
+"""Local tables: a CSV / TSV / JSON / JSONL / parquet file, or a directory of split files, with labels.
 
-GLUE files are the TSVs of the original GLUE release (``SST-2/train.tsv`` with a ``sentence\\tlabel``
-header, header-less ``CoLA/train.tsv``, ``MNLI/dev_matched.tsv``, MRPC's ``msr_paraphrase_*.txt``, ...).
-GLUE test labels are hidden, so ``train.tsv`` is split into train + validation and the dev file is the test.
+A single file is split 80/10/10 (seed 0); a directory holds ``train.*`` plus optional ``validation.*`` (or
+``dev.*``) and ``test.*``, and a missing one is carved out of train.
 
-A local table is split 80/10/10 (seed 0) when it is a single file; a directory may hold ``train.*`` plus
-``validation.*`` (or ``dev.*``) and ``test.*``, and a missing one is carved out of train.
+Classification labels are the values present, numbered 0..k-1 in sorted order (numbers by value, strings
+alphabetically): labels {1, 5} become class ids 0 and 1, and the task's ``label_names`` (so the model's
+``id2label``) keep ``("1", "5")``. The numbering is logged once (a warning when integer labels change
+meaning). A label column with a single class, or mixing numbers and strings, is refused.
 
 Example:
-    >>> GLUE_FORMATS["mnli"].test_files
-    ('dev_matched.tsv',)
     >>> guess_text_columns(["id", "premise", "hypothesis", "label"])
     ('premise', 'hypothesis')
 """
@@ -17,136 +16,24 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
+import logging
+import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .tasks import LABEL, SPLITS, TaskSpec, assign_splits, carve_validation
+from .splits import EIGHTY_TEN_TEN, carve_validation, split_frame
+from .taskspec import LABEL, TaskSpec, metrics_for
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PathLike = Union[str, os.PathLike]
-Column = Union[str, int]  # a header name, or a position in a header-less file
-
-
-@dataclass(frozen=True)
-class GlueFormat:
-    """Where a GLUE task's columns sit in the original release's files."""
-
-    directory: str
-    text_sources: tuple[Column, ...]
-    label_source: Column
-    header: bool = True
-    train_files: tuple[str, ...] = ("train.tsv",)
-    test_files: tuple[str, ...] = ("dev.tsv",)  # first one present wins
-
-
-_PAIR = ("sentence1", "sentence2")
-GLUE_FORMATS: dict[str, GlueFormat] = {
-    # CoLA rows: source, label, original annotation, sentence (no header row).
-    "cola": GlueFormat("CoLA", (3,), 1, header=False),
-    "sst2": GlueFormat("SST-2", ("sentence",), "label"),
-    # MRPC: GLUE's train/dev.tsv, or Microsoft's msr_paraphrase_{train,test}.txt (same header, labelled test).
-    "mrpc": GlueFormat("MRPC", ("#1 String", "#2 String"), "Quality",
-                       train_files=("train.tsv", "msr_paraphrase_train.txt"),
-                       test_files=("dev.tsv", "msr_paraphrase_test.txt")),
-    "qqp": GlueFormat("QQP", ("question1", "question2"), "is_duplicate"),
-    "stsb": GlueFormat("STS-B", _PAIR, "score"),
-    "mnli": GlueFormat("MNLI", _PAIR, "gold_label", test_files=("dev_matched.tsv",)),
-    "qnli": GlueFormat("QNLI", ("question", "sentence"), "label"),
-    "rte": GlueFormat("RTE", _PAIR, "label"),
-    "wnli": GlueFormat("WNLI", _PAIR, "label"),
-}
-
-
-def _read_tsv_rows(path: Path) -> list[list[str]]:
-    # GLUE sentences contain unbalanced quotes: no quoting at all (as the GLUE loaders do).
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        return [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
-
-
-def _glue_label(spec: TaskSpec, raw: str, where: str) -> Union[int, float]:
-    raw = raw.strip()
-    try:
-        if spec.is_regression:
-            return float(raw)
-        if raw in spec.label_names:
-            return spec.label_names.index(raw)
-        if raw.isdigit() and int(raw) < spec.num_labels:
-            return int(raw)
-    except ValueError:
-        pass
-    choices = "a number" if spec.is_regression else f"one of {spec.label_names} or 0..{spec.num_labels - 1}"
-    raise ValueError(f"{where}: label {raw!r} is not {choices}")
-
-
-def read_glue_file(spec: TaskSpec, path: PathLike) -> "pd.DataFrame":
-    """One GLUE-format TSV -> a frame with the task's text columns and ``label``."""
-    import pandas as pd
-
-    path = Path(path)
-    fmt = GLUE_FORMATS[spec.name]
-    rows = _read_tsv_rows(path)
-    sources = (*fmt.text_sources, fmt.label_source)
-    targets = (*spec.text_columns, LABEL)
-    if fmt.header:
-        if not rows:
-            raise ValueError(f"{path} is empty; expected a header row")
-        header, rows, first_line = rows[0], rows[1:], 2
-        positions = []
-        for source, target in zip(sources, targets):
-            # Also accept the Hugging Face column names, for TSVs exported from `datasets`.
-            found = next((header.index(n) for n in (source, target) if n in header), None)
-            if found is None:
-                raise ValueError(f"{path} has no column {source!r} (nor {target!r}); header: {header}")
-            positions.append(found)
-    else:
-        positions, first_line = list(sources), 1
-    width = max(positions) + 1
-    records = []
-    for number, row in enumerate(rows, start=first_line):
-        where = f"{path}:{number}"
-        if len(row) < width:
-            raise ValueError(f"{where}: expected at least {width} tab-separated fields, got {len(row)}")
-        *texts, label = (row[i] for i in positions)
-        records.append((*texts, _glue_label(spec, label, where)))
-    return pd.DataFrame(records, columns=list(targets))
-
-
-def glue_task_dir(spec: TaskSpec, data_dir: PathLike) -> Path:
-    """``data_dir/<GLUE dir>`` (e.g. ``glue_data/SST-2``) when it exists, else ``data_dir`` itself."""
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"GLUE data_dir {root} is not a directory")
-    directory = GLUE_FORMATS[spec.name].directory
-    for name in (directory, directory.lower(), spec.name):
-        if (root / name).is_dir():
-            return root / name
-    return root
-
-
-def _first_existing(directory: Path, names: Sequence[str], what: str) -> Path:
-    for name in names:
-        if (directory / name).is_file():
-            return directory / name
-    raise FileNotFoundError(f"no GLUE {what} file in {directory}: expected {' or '.join(names)}")
-
-
-def load_glue_dir_frames(spec: TaskSpec, data_dir: PathLike) -> dict[str, "pd.DataFrame"]:
-    """GLUE-format files -> train (train file minus a carved validation), validation, test (= dev file)."""
-    fmt = GLUE_FORMATS[spec.name]
-    directory = glue_task_dir(spec, data_dir)
-    train = read_glue_file(spec, _first_existing(directory, fmt.train_files, "train"))
-    test = read_glue_file(spec, _first_existing(directory, fmt.test_files, "dev (used as test)"))
-    train, validation = carve_validation(train)
-    return {"train": train, "validation": validation, "test": test}
-
-
-# ------------------------------------------------------------------------------------------ local tables
+logger = logging.getLogger(__name__)
+MAX_LABELS_SHOWN = 12  # in messages: more distinct labels are elided
 
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
@@ -216,8 +103,6 @@ def _read_raw_splits(path: Path) -> dict[str, "pd.DataFrame"]:
     """Raw frames per split; a single file gets the key ``"all"`` (split later)."""
     if path.is_dir():
         return {split: read_table(file) for split, file in _split_files(path).items()}
-    if table_format(path) is None:
-        raise ValueError(f"unsupported file type {path}; use one of {', '.join(TABLE_FORMATS)} (optionally compressed)")
     return {"all": read_table(path)}
 
 
@@ -233,8 +118,47 @@ def _check_columns(raw: dict[str, "pd.DataFrame"], wanted: Sequence[str], path: 
                 raise ValueError(f"{path}: column {column!r} is empty in {len(empty)} row(s), first at row {empty[0]}")
 
 
-def _label_encoding(labels: "pd.Series", problem_type: Optional[str]) -> tuple[str, tuple[str, ...], dict]:
-    """``(problem type, label names, raw value -> class id)`` from all labels of all splits."""
+def _as_number(value: Any) -> Optional[float]:
+    """``value`` as a finite float when it is a number or a string spelling one; None otherwise (booleans too)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _numbers_first(text: str) -> tuple[bool, float, str]:
+    number = _as_number(text)
+    return number is None, number or 0.0, text
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_LABELS_SHOWN])
+    return shown if len(items) <= MAX_LABELS_SHOWN else f"{shown}, ... ({len(items)} in all)"
+
+
+@functools.lru_cache(maxsize=None)
+def _log_once(level: int, message: str) -> None:
+    # A run may load the same file several times (compare, evaluation): the numbering is said once.
+    logger.log(level, message)
+
+
+def label_encoding(labels: "pd.Series", problem_type: Optional[str], where: str
+                   ) -> tuple[str, tuple[str, ...], dict]:
+    """``(problem type, label names, raw value -> class id)`` from all labels of all splits.
+
+    ``where`` (file and column) starts every error and log message.
+
+    >>> import pandas as pd
+    >>> label_encoding(pd.Series([5, 1, 5]), None, "stars.csv, column 'label'")
+    ('classification', ('1', '5'), {5: 1, 1: 0})
+    >>> label_encoding(pd.Series([1, 1]), None, "ones.csv, column 'label'")
+    Traceback (most recent call last):
+    ...
+    ValueError: ones.csv, column 'label': classification needs at least 2 classes, but every label is 1
+    """
     import pandas as pd
 
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
@@ -244,28 +168,39 @@ def _label_encoding(labels: "pd.Series", problem_type: Optional[str]) -> tuple[s
         problem_type = "regression" if numeric and pd.api.types.is_float_dtype(labels) else "classification"
     if problem_type == "regression":
         if not numeric:
-            raise ValueError(f"regression needs numeric labels, got {labels.dtype} values like {labels.iloc[0]!r}")
+            raise ValueError(f"{where}: regression needs numeric labels, got {labels.dtype} values like "
+                             f"{labels.iloc[0]!r}")
         return problem_type, (), {}
-    values = sorted(labels.unique().tolist(), key=lambda v: (str(type(v)), v))
-    if numeric and not all(float(v).is_integer() for v in values):
-        raise ValueError("classification needs integer or string labels; pass problem_type='regression' for scores")
-    if numeric and min(values) >= 0 and max(values) < 1000:
-        # 0..k-1 class ids keep their meaning; names are the ids.
-        count = int(max(values)) + 1
-        mapping = {v: int(v) for v in values}
-        names = tuple(str(i) for i in range(count))
+    values = labels.unique().tolist()
+    numbers = {value: _as_number(value) for value in values}
+    found = sorted({str(v) for v in values}, key=_numbers_first)
+    words = [value for value in values if numbers[value] is None]
+    if words and len(words) < len(values):
+        raise ValueError(f"{where}: labels mix numbers and strings ({_listing(found)}); use class names only or "
+                         "class numbers only")
+    if words:
+        class_of = {value: str(value) for value in values}
+    elif all(number.is_integer() for number in numbers.values()):
+        class_of = {value: int(number) for value, number in numbers.items()}
     else:
-        mapping = {v: i for i, v in enumerate(values)}
-        names = tuple(str(v) for v in values)
-    if len(names) < 2:
-        raise ValueError(f"classification needs at least 2 classes; the label column only holds {values}")
-    return problem_type, names, mapping
+        raise ValueError(f"{where}: classification needs integer or string labels, found {_listing(found)}; "
+                         "for scores pass problem_type='regression' (CLI: --problem-type regression)")
+    classes = sorted(set(class_of.values()))
+    if len(classes) < 2:
+        raise ValueError(f"{where}: classification needs at least 2 classes, but every label is {classes[0]}")
+    class_id = {cls: index for index, cls in enumerate(classes)}
+    numbering = _listing([f"{cls} -> {index}" for cls, index in class_id.items()])
+    if words:
+        _log_once(logging.INFO, f"{where}: class ids in sorted order: {numbering}")
+    elif classes != list(range(len(classes))):
+        _log_once(logging.WARNING, f"{where}: labels renumbered to class ids 0..{len(classes) - 1}: {numbering}")
+    return problem_type, tuple(str(cls) for cls in classes), {value: class_id[class_of[value]] for value in values}
 
 
-def load_local_frames(path: PathLike, *, text_columns: Optional[Sequence[str]] = None,
-                      label_column: Optional[str] = None, problem_type: Optional[str] = None,
-                      ) -> tuple[TaskSpec, dict[str, "pd.DataFrame"]]:
-    """A local file (or directory of split files) -> ``(spec, frames)`` with text columns + ``label``."""
+def load_frames(path: PathLike, *, text_columns: Optional[Sequence[str]] = None,
+                label_column: Optional[str] = None, problem_type: Optional[str] = None,
+                ) -> tuple[TaskSpec, dict[str, "pd.DataFrame"]]:
+    """The ``local`` source's loader: a file (or directory of split files) -> ``(spec, frames)``."""
     import pandas as pd
 
     path = Path(path).expanduser()
@@ -284,7 +219,7 @@ def load_local_frames(path: PathLike, *, text_columns: Optional[Sequence[str]] =
     text_columns = tuple(text_columns)
     _check_columns(raw, (*text_columns, label_column), path)
     all_labels = pd.concat([frame[label_column] for frame in raw.values()], ignore_index=True)
-    problem_type, label_names, mapping = _label_encoding(all_labels, problem_type)
+    problem_type, label_names, mapping = label_encoding(all_labels, problem_type, f"{path}, column {label_column!r}")
     regression = problem_type == "regression"
 
     def normalise(frame: "pd.DataFrame") -> "pd.DataFrame":
@@ -295,19 +230,14 @@ def load_local_frames(path: PathLike, *, text_columns: Optional[Sequence[str]] =
 
     frames = {split: normalise(frame) for split, frame in raw.items()}
     if "all" in frames:
-        everything = frames.pop("all")
-        split = assign_splits(np.arange(len(everything)), {"train": 0.8, "validation": 0.1, "test": 0.1})
-        frames = {name: everything[split == name].reset_index(drop=True) for name in SPLITS}
+        frames = split_frame(frames["all"], EIGHTY_TEN_TEN)
         note = "single file: random 80/10/10 split (seed 0)"
     else:
         carved = [s for s in ("validation", "test") if s not in frames]
         for split in carved:
             frames["train"], frames[split] = carve_validation(frames["train"])
         note = f"split files; {' and '.join(carved)} carved from train (seed 0)" if carved else "split files as given"
-    if regression:
-        metrics: tuple[str, ...] = ("pearson", "spearmanr")
-    else:
-        metrics = ("accuracy", "f1") if len(label_names) == 2 else ("accuracy", "f1_macro")
+    metrics = metrics_for(1 if regression else len(label_names))
     name = path.name.split(".", 1)[0] if path.is_file() else path.name
     spec = TaskSpec(
         name=name or "local", text_columns=text_columns, label_column=label_column,
