@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from dropout_tune.mc import TRUNK_LAYERS, mc_dropout, mc_predict, rows_for_budget, trace_dropout
+from dropout_tune.mc import TRUNK_LAYERS, mc_dropout, mc_predict, rows_for_budget
 from dropout_tune.patching import inspect_dropout, inspect_stochastic_depth
 from dropout_tune.spec import DropoutSpec
-from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model
+from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model, trace_dropout
 
 torch.set_num_threads(1)
 
@@ -520,6 +520,6 @@ def test_mc_eval_command_errors_are_one_line(tmp_path, capsys):
     from dropout_tune.cli import main
 
     assert main(["mc-eval", str(tmp_path / "missing_dir/")]) == 2
-    assert "neither a run directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err  # loading.resolve_model_path names the path
     assert main(["mc-eval", "minilm"]) == 2
     assert "--task: required" in capsys.readouterr().err
