@@ -1,0 +1,17 @@
+"""Mean negative log-likelihood of the labels in nats, the probability floored at 1e-12.
+
+An evaluate module, loaded offline by path: evaluate.load(dropout_tune.metric_path("nll")). It computes
+dropout_tune.calibration.nll exactly.
+"""
+
+import evaluate  # noqa: F401 - evaluate checks that the libraries a script imports are installed
+
+from dropout_tune.calibration import nll
+from dropout_tune.metric_modules import _base
+
+
+class NegativeLogLikelihood(_base.CalibrationMetric):
+    metric_name = "nll"
+    function = staticmethod(nll)
+    binned = False
+    summary = __doc__.split("\n\n")[0].replace("\n", " ")
