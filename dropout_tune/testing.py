@@ -160,6 +160,7 @@ class DropoutTrace:
     functional: int = 0  # torch.nn.functional.dropout calls with training=True and p > 0
     sdpa: int = 0  # scaled_dot_product_attention calls with dropout_p > 0
     shapes: list = field(default_factory=list)  # input shape of each functional call, in call order
+    rates: list = field(default_factory=list)  # the rate of each application (both kinds), in call order
 
     @property
     def total(self) -> int:
@@ -169,7 +170,8 @@ class DropoutTrace:
 @contextlib.contextmanager
 def trace_dropout(on_apply: Optional[Callable[[], None]] = None) -> Iterator[DropoutTrace]:
     """Count dropout applications (F.dropout that drops, SDPA with dropout_p > 0) inside the block; ``on_apply``
-    is called at each one (e.g. to attribute it to the module running).
+    is called at each one, after its rate is appended to ``trace.rates`` (e.g. to attribute it to the module
+    running).
 
     >>> import torch
     >>> with trace_dropout() as trace:
@@ -188,6 +190,7 @@ def trace_dropout(on_apply: Optional[Callable[[], None]] = None) -> Iterator[Dro
         if training and p > 0:
             trace.functional += 1
             trace.shapes.append(tuple(input.shape))
+            trace.rates.append(float(p))
             if on_apply is not None:
                 on_apply()
         return original_dropout(input, p, training, inplace)
@@ -196,6 +199,7 @@ def trace_dropout(on_apply: Optional[Callable[[], None]] = None) -> Iterator[Dro
         dropout_p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
         if dropout_p > 0:
             trace.sdpa += 1
+            trace.rates.append(float(dropout_p))
             if on_apply is not None:
                 on_apply()
         return original_sdpa(*args, **kwargs)
