@@ -1,15 +1,5 @@
-"""The switch that makes the chosen dropout sites of an eval-mode model stochastic, and nothing else.
-
-Example:
-    >>> import torch
-    >>> from dropout_tune.testing import tiny_model, tiny_inputs
-    >>> model = tiny_model("bert").eval()
-    >>> inputs = tiny_inputs(model)
-    >>> with mc_dropout(model) as sites, torch.no_grad():
-    ...     a, b = model(**inputs).logits, model(**inputs).logits
-    >>> bool((a != b).any()), len(sites), model.training
-    (True, 8, False)
-"""
+"""The switch that makes the chosen dropout sites of an eval-mode model stochastic, and nothing else:
+``mc_dropout`` and the ``StochasticSwitch`` that ``mc_predict`` turns on and off around its sampled passes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shared ``evaluate.Metric`` of the calibration metric modules (each module only names its function)."""
+"""The shared ``evaluate.Metric`` of the calibration metric modules: each module's script only names its metric."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ from typing import Callable
 
 import datasets
 import evaluate
+
+from .. import calibration
+
+#: metric name -> (function of dropout_tune.calibration, takes n_bins)
+FUNCTIONS: dict[str, tuple[Callable[..., float], bool]] = {
+    "ece": (calibration.ece, True),
+    "adaptive_ece": (calibration.adaptive_ece, True),
+    "brier": (calibration.brier, False),
+    "nll": (calibration.nll, False),
+}
 
 CITATION = """\
 @inproceedings{guo2017calibration,
@@ -46,3 +56,12 @@ class CalibrationMetric(evaluate.Metric):
         if self.binned:
             return {self.metric_name: float(self.function(predictions, references, n_bins))}
         return {self.metric_name: float(self.function(predictions, references))}
+
+
+def metric_class(class_name: str, metric_name: str, doc: str) -> type:
+    """The ``CalibrationMetric`` of ``metric_name``, for a module script: ``doc`` (the script's docstring) gives its
+    description. evaluate finds it as the script's one ``EvaluationModule`` class."""
+    function, binned = FUNCTIONS[metric_name]
+    return type(class_name, (CalibrationMetric,), {"metric_name": metric_name, "function": staticmethod(function),
+                                                   "binned": binned, "summary": doc.split("\n\n")[0].replace("\n", " "),
+                                                   "__doc__": doc})

@@ -7,12 +7,6 @@ dropout_tune.calibration.brier exactly.
 
 import evaluate  # noqa: F401 - evaluate checks that the libraries a script imports are installed
 
-from dropout_tune.calibration import brier
 from dropout_tune.metric_modules import _base
 
-
-class BrierScore(_base.CalibrationMetric):
-    metric_name = "brier"
-    function = staticmethod(brier)
-    binned = False
-    summary = __doc__.split("\n\n")[0].replace("\n", " ")
+BrierScore = _base.metric_class("BrierScore", "brier", __doc__)

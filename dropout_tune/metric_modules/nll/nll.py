@@ -6,12 +6,6 @@ dropout_tune.calibration.nll exactly.
 
 import evaluate  # noqa: F401 - evaluate checks that the libraries a script imports are installed
 
-from dropout_tune.calibration import nll
 from dropout_tune.metric_modules import _base
 
-
-class NegativeLogLikelihood(_base.CalibrationMetric):
-    metric_name = "nll"
-    function = staticmethod(nll)
-    binned = False
-    summary = __doc__.split("\n\n")[0].replace("\n", " ")
+NegativeLogLikelihood = _base.metric_class("NegativeLogLikelihood", "nll", __doc__)
