@@ -645,8 +645,11 @@ def test_mc_eval_bad_input_is_one_line_before_the_model_loads(argv, message, tmp
     (tmp_path / "file").write_text("x")
     (tmp_path / "readonly").mkdir()
     real_access = os.access  # root may write anywhere, so "read-only" is what os.access reports
-    monkeypatch.setattr(dropout_tune.files.os, "access",
-                        lambda path, mode: False if str(path) == str(tmp_path / "readonly") else real_access(path, mode))
+
+    def access(path, mode):
+        return False if str(path) == str(tmp_path / "readonly") else real_access(path, mode)
+
+    monkeypatch.setattr(dropout_tune.files.os, "access", access)
     argv = [a.format(file=tmp_path / "file", readonly=tmp_path / "readonly") for a in argv]
     code = main(["mc-eval", "minilm", "--task", "rotten_tomatoes", *argv])
     err = capsys.readouterr().err
