@@ -183,10 +183,9 @@ def evaluate(model, tokenizer, *, task: str, output_dir, split: str = "test", sa
     return result
 
 
-def evaluate_run(model, tokenizer, recipe: "Recipe", output_dir, accelerator: Any = None, **overrides: Any) -> dict:
-    """``evaluate`` with the options of ``recipe`` (``recipe_options``), ``overrides`` winning."""
-    return evaluate(model, tokenizer, output_dir=output_dir, accelerator=accelerator,
-                    **{**recipe_options(recipe), **overrides})
+def evaluate_run(model, tokenizer, recipe: "Recipe", output_dir, accelerator: Any = None) -> dict:
+    """``evaluate`` with the options of ``recipe`` (``recipe_options``): what a training run does at its end."""
+    return evaluate(model, tokenizer, output_dir=output_dir, accelerator=accelerator, **recipe_options(recipe))
 
 
 def format_table(result: dict) -> str:
