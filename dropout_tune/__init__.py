@@ -5,6 +5,7 @@ Example:
 """
 
 from .loading import load_model, resolve_model_path
+from .metric_modules import metric_path
 from .patching import (
     DropoutSite,
     PatchReport,
@@ -35,6 +36,7 @@ __all__ = [
     "inspect_dropout",
     "inspect_stochastic_depth",
     "load_model",
+    "metric_path",
     "resolve_model_path",
     "restore_dropout",
 ]

@@ -9,8 +9,11 @@ Every metric takes ``probs`` of shape ``(N, C)`` (rows are probability vectors) 
 * ECE: ``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|`` over ``n_bins`` equal-width confidence bins ``(lo, hi]``
   (the first bin also holds confidence 0); confidence is the top probability (Guo et al., 2017).
 * MCE: the largest ``|acc(B_b) - conf(B_b)|`` over non-empty bins.
-* adaptive ECE: as ECE, but over equal-mass bins (examples sorted by confidence, split into ``n_bins``
-  groups whose sizes differ by at most one; Nixon et al., 2019).
+* adaptive ECE: as ECE, but over top-label equal-mass bins whose edges are confidence quantiles: examples sorted
+  by confidence and split into ``n_bins`` groups whose sizes differ by at most one, each group's upper edge its
+  largest confidence, every example in the first bin whose edge reaches its confidence -- so equal confidences
+  always share a bin and the value does not depend on row order (the adaptive binning of Nixon et al., 2019,
+  "Measuring Calibration in Deep Learning", applied to the top-label confidence as in ECE).
 * OOD AUROC: the probability that an out-of-distribution example scores higher than an in-distribution one,
   ties counting one half (Mann-Whitney U / (n_in * n_out)); higher score = "more OOD".
 
@@ -157,13 +160,23 @@ def reliability_bins(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> R
 
 
 def adaptive_bins(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> ReliabilityBins:
-    """Equal-mass bins: examples sorted by confidence (stable), split into ``n_bins`` near-equal groups."""
+    """Top-label equal-mass bins (Nixon et al., 2019, "Measuring Calibration in Deep Learning"): the sorted
+    confidences split into ``n_bins`` groups whose sizes differ by at most one give the upper edges (each group's
+    largest confidence); an example goes to the first bin whose edge reaches its confidence. Equal confidences share
+    a bin (a tie across an edge goes to the lower bin, leaving a later one smaller or empty), so the bins depend on
+    the confidences only, never on row order.
+
+    >>> adaptive_bins([[0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.9, 0.1]], [0, 1, 0, 0], n_bins=2).count.tolist()
+    [3.0, 1.0]
+    """
     n_bins = _validate_n_bins(n_bins)
     confidence, correct = _confidence_correct(probs, labels)
     order = np.argsort(confidence, kind="stable")
-    groups = [g for g in np.array_split(order, min(n_bins, len(order)))]
-    edges = np.array([0.0] + [float(confidence[g].max()) for g in groups])
-    return _bin_stats(groups, confidence, correct, edges)
+    upper = np.array([confidence[g[-1]] for g in np.array_split(order, min(n_bins, len(order)))])
+    index = np.searchsorted(upper, confidence, side="left")
+    # members in sorted-confidence order, so every sum runs over the same sequence of values whatever the row order
+    groups = [order[index[order] == b] for b in range(len(upper))]
+    return _bin_stats(groups, confidence, correct, np.r_[0.0, upper])
 
 
 def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
@@ -177,7 +190,7 @@ def mce(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
 
 
 def adaptive_ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
-    """Expected calibration error over equal-mass bins."""
+    """Expected calibration error over top-label equal-mass bins (see :func:`adaptive_bins`)."""
     return adaptive_bins(probs, labels, n_bins).expected_error()
 
 
@@ -247,14 +260,12 @@ def reliability_diagram(
     With ``other`` (probabilities of a second predictor on the same labels, e.g. the deterministic model) the two
     are drawn side by side, ``other`` on the left. Returns the path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display on servers / CI
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: the user's pyplot backend and state stay untouched
 
     panels = [(other_title, other)] if other is not None else []
     panels.append((title, probs))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, p) in zip(axes[0], panels):
         bins = reliability_bins(p, labels, n_bins)
         width = bins.edges[1:] - bins.edges[:-1]
@@ -268,8 +279,11 @@ def reliability_diagram(
                title=f"{name}\nECE {bins.expected_error():.4f}  acc {accuracy(p, labels):.4f}")
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    import io
+
+    from .files import atomic_write_bytes
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    atomic_write_bytes(path, png.getvalue())
+    return Path(path)

@@ -183,10 +183,19 @@ class MCEvalSection:
     samples: int = 20
     mode: str = "loop"
     stochastic_layers: Optional[int] = None
+    #: The roles to sample and their rates, e.g. "attention=0.1,hidden=0.1" (only these roles are stochastic).
+    #: None: each role at its nominal training rate (its schedule's peak, else dropout.spec, else the model's).
+    spec: SpecValue = None
 
     def __post_init__(self) -> None:
+        from .mc import MODES
+
         _positive(self.samples, "mc_eval.samples")
-        _choice(self.mode, ("loop", "replicate", "trunk"), "mc_eval.mode")
+        _choice(self.mode, MODES, "mc_eval.mode")
+        try:
+            DropoutSpec.coerce(self.spec)
+        except ValueError as err:
+            raise ValueError(f"mc_eval.spec: {err}") from None
 
 
 @dataclass

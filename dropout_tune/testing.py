@@ -1,4 +1,5 @@
-"""Tiny random-init models for every registry family: the fixtures of tests and benchmarks.
+"""The fixtures of tests and benchmarks: tiny random-init models for every registry family, a toy text task, and
+a tracer that counts the dropout applications that really happen (``trace_dropout``).
 
 Example:
     >>> model = tiny_model("bert")            # doctest: +SKIP
@@ -8,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
 
 _COMMON = dict(vocab_size=99, max_position_embeddings=64)
 _ENCODER = dict(_COMMON, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
@@ -146,3 +149,64 @@ def save_tiny_text_model(directory, model_type: str = "bert", **overrides: Any):
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+# ---- tracing: how many dropout applications really happen ---------------------------------------------------------
+
+
+@dataclass
+class DropoutTrace:
+    """Counts of dropout applications seen by :func:`trace_dropout`."""
+
+    functional: int = 0  # torch.nn.functional.dropout calls with training=True and p > 0
+    sdpa: int = 0  # scaled_dot_product_attention calls with dropout_p > 0
+    shapes: list = field(default_factory=list)  # input shape of each functional call, in call order
+    rates: list = field(default_factory=list)  # the rate of each application (both kinds), in call order
+
+    @property
+    def total(self) -> int:
+        return self.functional + self.sdpa
+
+
+@contextlib.contextmanager
+def trace_dropout(on_apply: Optional[Callable[[], None]] = None) -> Iterator[DropoutTrace]:
+    """Count dropout applications (F.dropout that drops, SDPA with dropout_p > 0) inside the block; ``on_apply``
+    is called at each one, after its rate is appended to ``trace.rates`` (e.g. to attribute it to the module
+    running).
+
+    >>> import torch
+    >>> with trace_dropout() as trace:
+    ...     _ = torch.nn.functional.dropout(torch.ones(3), p=0.5, training=True)
+    ...     _ = torch.nn.functional.dropout(torch.ones(3), p=0.5, training=False)
+    >>> trace.total
+    1
+    """
+    import torch
+
+    F = torch.nn.functional
+    trace = DropoutTrace()
+    original_dropout, original_sdpa = F.dropout, F.scaled_dot_product_attention
+
+    def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002 - torch's own parameter name
+        if training and p > 0:
+            trace.functional += 1
+            trace.shapes.append(tuple(input.shape))
+            trace.rates.append(float(p))
+            if on_apply is not None:
+                on_apply()
+        return original_dropout(input, p, training, inplace)
+
+    def sdpa(*args, **kwargs):
+        dropout_p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
+        if dropout_p > 0:
+            trace.sdpa += 1
+            trace.rates.append(float(dropout_p))
+            if on_apply is not None:
+                on_apply()
+        return original_sdpa(*args, **kwargs)
+
+    F.dropout, F.scaled_dot_product_attention = dropout, sdpa
+    try:
+        yield trace
+    finally:
+        F.dropout, F.scaled_dot_product_attention = original_dropout, original_sdpa

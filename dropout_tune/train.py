@@ -236,15 +236,10 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
 def _mc_eval(run: TrainingRun) -> dict:
     """MC-dropout evaluation of the trained model on the test split (``mc_eval.json``, ``reliability.png``); the
     summary goes into metrics.json. Every rank takes part; gathering counts each example once."""
-    from .commands.mc_eval import evaluate
+    from .evaluation import evaluate_run
 
-    options = run.recipe.mc_eval
-    d = run.recipe.data
-    task_options = {k: v for k, v in (("text_columns", d.text_columns), ("label_column", d.label_column)) if v}
-    result = evaluate(run.trainer.accelerator.unwrap_model(run.trainer.model), run.tokenizer, task=d.task,
-                      output_dir=run.run_dir, samples=options.samples, mode=options.mode,
-                      stochastic_layers=options.stochastic_layers, data_dir=d.data_dir, max_length=d.max_length,
-                      max_examples=d.max_eval, accelerator=run.trainer.accelerator, task_options=task_options)
+    result = evaluate_run(run.trainer.accelerator.unwrap_model(run.trainer.model), run.tokenizer, run.recipe,
+                          run.run_dir, accelerator=run.trainer.accelerator)
     return {k: v for k, v in result.items() if k != "reliability"}  # the bins stay in mc_eval.json
 
 

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from dropout_tune.calibration import calibration_metrics
-from dropout_tune.mc import mc_dropout, mc_predict, trace_dropout
+from dropout_tune.mc import mc_dropout, mc_predict
+from dropout_tune.testing import trace_dropout
 
 DEFAULT_MODEL_DIR = Path(os.environ.get("DROPOUT_TUNE_CACHE", Path.home() / ".cache" / "dropout_tune")) / \
     "bench_mc_minilm_rt"

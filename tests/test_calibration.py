@@ -49,20 +49,6 @@ def ref_bins_equal_width(probs, labels, n_bins):
     return bins
 
 
-def ref_bins_equal_mass(probs, labels, n_bins):
-    items = sorted(((max(row), float(list(row).index(max(row)) == y)) for row, y in zip(probs, labels)),
-                   key=lambda t: t[0])
-    n = len(items)
-    k = min(n_bins, n)
-    base, extra = divmod(n, k)  # the first `extra` bins get one more example
-    bins, start = [], 0
-    for b in range(k):
-        size = base + (1 if b < extra else 0)
-        bins.append(items[start:start + size])
-        start += size
-    return bins
-
-
 def ref_ece(bins, n):
     total = 0.0
     for members in bins:
@@ -203,3 +189,105 @@ def test_bins_to_dict_is_json_ready():
     d = cal.reliability_bins(probs, labels, 5).to_dict()
     assert len(d["count"]) == 5 and sum(d["count"]) == 50
     json.dumps(d)
+
+
+def ref_bins_equal_mass(probs, labels, n_bins):
+    """Equal-mass bins whose upper edges are the confidences at the equal-count split points; an example joins the
+    first bin whose edge reaches its confidence, so equal confidences share a bin (written from the definition)."""
+    items = sorted(((max(row), float(list(row).index(max(row)) == y)) for row, y in zip(probs, labels)),
+                   key=lambda t: t[0])
+    n = len(items)
+    k = min(n_bins, n)
+    base, extra = divmod(n, k)
+    edges, stop = [], 0
+    for b in range(k):
+        stop += base + (1 if b < extra else 0)
+        edges.append(items[stop - 1][0])
+    bins = [[] for _ in range(k)]
+    for conf, correct in items:
+        bins[next(b for b in range(k) if conf <= edges[b])].append((conf, correct))
+    return bins
+
+
+def tied_probs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Binary probabilities on a coarse grid: many examples share a confidence, ties straddle the bin edges."""
+    rng = np.random.default_rng(seed)
+    p1 = rng.choice([0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9], size=n)
+    return np.stack([1 - p1, p1], axis=1), (rng.random(n) < p1).astype(int)
+
+
+def test_adaptive_ece_ties_share_a_bin_and_row_order_does_not_matter():
+    probs, labels = tied_probs(200, seed=0)
+    first = cal.adaptive_ece(probs, labels, n_bins=15)
+    rng = np.random.default_rng(1)
+    values = set()
+    for _ in range(50):
+        order = rng.permutation(len(labels))
+        values.add(cal.adaptive_ece(probs[order], labels[order], n_bins=15))
+    assert values == {first}  # bit for bit, not only close
+    assert first == pytest.approx(ref_ece(ref_bins_equal_mass(probs, labels, 15), 200), abs=1e-12)
+    bins = cal.adaptive_bins(probs, labels, n_bins=15)
+    filled = bins.count > 0
+    # every distinct confidence lies in exactly one bin: the filled bins' confidence ranges do not overlap
+    confidence = probs.max(1)
+    for b in np.flatnonzero(filled):
+        lo, hi = bins.edges[b], bins.edges[b + 1]
+        inside = confidence[(confidence > lo) & (confidence <= hi)] if b else confidence[confidence <= hi]
+        assert len(inside) == bins.count[b]
+    assert bins.count.sum() == 200
+
+
+def test_reliability_diagram_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # a user's non-Agg backend
+    try:
+        figures = plt.get_fignums()
+        probs, labels = random_probs(40, 2, 0)
+        cal.reliability_diagram(probs, labels, tmp_path / "r.png", other=probs)
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures  # no pyplot figure left behind either
+    finally:
+        plt.switch_backend(before)
+
+
+# --- the calibration metrics as `evaluate` modules --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ece", "adaptive_ece", "brier", "nll"])
+def test_evaluate_modules_load_offline_and_equal_calibration_metrics(name, monkeypatch):
+    import evaluate
+
+    import dropout_tune
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    module = evaluate.load(dropout_tune.metric_path(name))
+    for probs, labels, n_bins in (random_probs(300, 4, 3) + (10,), tied_probs(120, 2) + (15,)):
+        expected = cal.calibration_metrics(probs, labels, n_bins=n_bins)[name]
+        extra = {"n_bins": n_bins} if name.endswith("ece") else {}
+        got = module.compute(predictions=probs, references=labels, **extra)
+        assert list(got) == [name]
+        assert got[name] == pytest.approx(expected, abs=1e-12)
+    binary = module.compute(predictions=[0.9, 0.2, 0.7], references=[1, 0, 0])  # P(class 1) per example
+    assert binary[name] == pytest.approx(cal.calibration_metrics([0.9, 0.2, 0.7], [1, 0, 0])[name], abs=1e-12)
+
+
+def test_evaluate_modules_combine_in_a_compute_metrics(monkeypatch):
+    import evaluate
+    from scipy.special import softmax
+
+    import dropout_tune
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    combined = evaluate.combine([dropout_tune.metric_path(m) for m in ("ece", "adaptive_ece", "brier", "nll")])
+    logits = np.random.default_rng(0).normal(size=(64, 3))
+    labels = np.random.default_rng(1).integers(0, 3, size=64)
+    got = combined.compute(predictions=softmax(logits, axis=-1), references=labels)
+    expected = cal.calibration_metrics(softmax(logits, axis=-1), labels)
+    assert set(got) == {"ece", "adaptive_ece", "brier", "nll"}
+    for key, value in got.items():
+        assert value == pytest.approx(expected[key], abs=1e-12)
+    with pytest.raises(ValueError, match="unknown calibration metric 'mce'"):
+        dropout_tune.metric_path("mce")

@@ -15,10 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from dropout_tune.mc import TRUNK_LAYERS, mc_dropout, mc_predict, rows_for_budget, trace_dropout
+from dropout_tune.mc import (TRUNK_LAYERS, ClassificationPrediction, RegressionPrediction, mc_dropout, mc_predict,
+                             rows_for_budget)
 from dropout_tune.patching import inspect_dropout, inspect_stochastic_depth
 from dropout_tune.spec import DropoutSpec
-from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model
+from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model, trace_dropout
 
 torch.set_num_threads(1)
 
@@ -45,27 +46,42 @@ def first_output(output) -> torch.Tensor:
 @contextlib.contextmanager
 def per_site_applications(model: nn.Module):
     """Count, per dropout site name, the dropout applications that really drop (``F.dropout`` with training and
-    p > 0, or SDPA with dropout_p > 0), attributing each to the innermost enclosing site: the dropout module itself
-    (kinds module / module_p) or the owner whose forward reads the rate (attribute)."""
+    p > 0, or SDPA with dropout_p > 0), attributing each to the innermost module running that holds a site: the
+    dropout module itself (kind module) or the owner whose forward reads the rate (module_p, attribute). Where one
+    owner holds several sites (BART's layers: hidden and activation), the application goes to the one whose
+    current rate it used ("<ambiguous>" when rates do not tell them apart)."""
     counts: dict[str, int] = {}
-    stack: list[str] = []
-    handles = []
+    stack: list[int] = []
+    held: dict[int, list] = {}  # id(module running) -> [(site name, current rate of the site)]
+    modules: dict[int, nn.Module] = {}
     for site in inspect_dropout(model):
         if site.kind == "placeholder":
             continue
         owner = model.get_submodule(site.owner)
-        module = owner._modules[site.attr] if site.kind in ("module", "module_p") else owner
-        if site.kind == "module_p":
-            module = owner  # the attention code reads `.p` inside the owner; the module itself is not called
-        handles.append(module.register_forward_pre_hook(lambda m, a, name=site.name: stack.append(name) and None))
+        if site.kind == "module":
+            module, rate = owner._modules[site.attr], (lambda m=owner._modules[site.attr]: m.p)
+        elif site.kind == "module_p":  # the attention code reads `.p` inside the owner; the module is not called
+            module, rate = owner, (lambda m=owner._modules[site.attr]: m.p)
+        else:
+            module, rate = owner, (lambda o=owner, a=site.attr: getattr(o, a))
+        held.setdefault(id(module), []).append((site.name, rate))
+        modules[id(module)] = module
+    handles = []
+    for key, module in modules.items():
+        handles.append(module.register_forward_pre_hook(lambda m, a, key=key: stack.append(key) and None))
         handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None))  # None: keep the output
 
     def record():
-        name = stack[-1] if stack else "<outside any site>"
+        if not stack:
+            name = "<outside any site>"
+        else:
+            candidates = held[stack[-1]]
+            matching = [n for n, rate in candidates if rate() == trace.rates[-1]]
+            name = candidates[0][0] if len(candidates) == 1 else matching[0] if len(matching) == 1 else "<ambiguous>"
         counts[name] = counts.get(name, 0) + 1
 
     try:
-        with trace_dropout(on_apply=record):
+        with trace_dropout(on_apply=record) as trace:
             yield counts
     finally:
         for handle in handles:
@@ -152,6 +168,36 @@ def test_spec_limits_roles_and_sets_rates():
     assert all(s.p == 0.1 for s in inspect_dropout(model))
 
 
+#: BART / Whisper built with a distinct rate per role, so each application's rate tells its role.
+DISTINCT_RATES = {"dropout": 0.11, "activation_dropout": 0.12, "attention_dropout": 0.13}
+
+
+@pytest.mark.parametrize("role", ["hidden", "activation", "attention", "embedding"])
+@pytest.mark.parametrize("family", ["bart", "whisper"])
+def test_spec_makes_only_its_roles_stochastic_where_one_module_owns_several(family, role):
+    # BartEncoderLayer / WhisperEncoderLayer hold the hidden and the activation rate as attributes gated by the
+    # layer's own train flag: switching the layer on for one role must not make the other drop.
+    model = build(family, **DISTINCT_RATES)
+    before = snapshot(model)
+    with mc_dropout(model, {role: 0.3}) as active, per_site_applications(model) as counts, torch.no_grad():
+        model(**tiny_inputs(model))
+    assert active and {s.role for s in active} == {role} and all(s.p == 0.3 for s in active)
+    assert set(counts) == {s.name for s in active}  # `sites` is exactly what dropped: nothing more, nothing less
+    assert snapshot(model) == before
+
+
+def test_rates_record_what_was_sampled():
+    model = build("bart", **DISTINCT_RATES)
+    pred = mc_predict(model, tiny_inputs(model), samples=2, spec="hidden=0.3", seed=0)
+    assert pred.rates == {"embedding": 0.0, "attention": 0.0, "hidden": 0.3, "activation": 0.0, "classifier": 0.0}
+    assert pred.to_dict()["rates"] == pred.rates
+    bert = build("bert")
+    assert mc_predict(bert, tiny_inputs(bert), samples=2, seed=0).rates == {
+        "embedding": 0.1, "attention": 0.1, "hidden": 0.1, "classifier": 0.1}
+    trunk = mc_predict(bert, tiny_inputs(bert), samples=2, mode="trunk", stochastic_layers=1, seed=0)
+    assert trunk.rates["embedding"] == 0.0 and trunk.rates["hidden"] == 0.1  # trunk never samples the embeddings
+
+
 def test_placeholder_becomes_dropout_and_is_restored():
     model = build("modernbert")
     placeholder = model.model.layers[0].attn.out_drop
@@ -236,6 +282,7 @@ def test_loop_statistics_equal_reference():
     inputs = tiny_inputs(model, batch_size=4)
     inputs["labels"] = torch.tensor([0, 1, 2, 1])
     pred = mc_predict(model, inputs, samples=7, seed=3, keep_samples=True)
+    assert isinstance(pred, ClassificationPrediction) and not hasattr(pred, "variance")
     probs = reference_samples(model, {k: v for k, v in inputs.items() if k != "labels"}, 7, seed=3)
     np.testing.assert_allclose(pred.sample_outputs, probs.transpose(1, 0, 2), atol=1e-12)
     ref = reference_stats(probs)
@@ -251,6 +298,8 @@ def test_loop_statistics_equal_reference():
     with torch.no_grad():
         det = model.eval()(**{k: v for k, v in inputs.items() if k != "labels"}).logits.double().softmax(-1)
     np.testing.assert_allclose(pred.deterministic_probs, det.numpy(), atol=1e-12)
+    np.testing.assert_allclose(pred.scores("deterministic_entropy"), [-sum(p * np.log(p) for p in row)
+                                                                      for row in det.numpy()], atol=1e-12)
     summary = pred.to_dict()
     assert summary["n"] == 4 and set(summary["mc"]) >= {"accuracy", "ece", "nll"}
     assert summary["mean_mutual_information"] == pytest.approx(pred.mutual_information.mean())
@@ -266,7 +315,9 @@ def test_regression_mean_and_variance():
     model = AutoModelForSequenceClassification.from_config(config)
     inputs = tiny_inputs(model, batch_size=3)
     pred = mc_predict(model, inputs, samples=6, seed=0, keep_samples=True)
+    assert isinstance(pred, RegressionPrediction) and not hasattr(pred, "mean_probs")
     assert pred.task == "regression" and pred.sample_outputs.shape == (3, 6)
+    assert pred.scores() is pred.variance and pred.to_dict()["mean_variance"] == pytest.approx(pred.variance.mean())
     np.testing.assert_allclose(pred.mean, pred.sample_outputs.mean(1), atol=1e-12)
     np.testing.assert_allclose(pred.variance, pred.sample_outputs.var(1), atol=1e-12)
     assert (pred.variance > 0).all()
@@ -424,6 +475,37 @@ def test_peft_placeholder_lora_dropout_switched_on_by_spec():
     assert all(s.kind == "placeholder" for s in inspect_dropout(model) if s.role == "lora")
 
 
+def test_progress_bar_counts_every_sampled_pass(monkeypatch):
+    import datasets
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total=None, **kwargs):
+            self.total, self.n, self.kwargs, self.closed = total, 0, kwargs, False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    model = build("bert")
+    rows = [{"input_ids": list(range(3, 3 + n)), "label": 0} for n in (4, 6, 5, 7, 3)]
+    dataset = datasets.Dataset.from_list(rows)
+    # 3 batches of <= 2 rows; max_batch=1 splits each batch into single rows, sampled one copy per forward
+    mc_predict(model, dataset, samples=4, batch_size=2, mode="replicate", max_batch=1, progress=True)
+    assert len(bars) == 1
+    bar = bars[0]
+    assert bar.total == 3 * 4 and bar.n == 3 * 4 and bar.closed
+    assert bar.kwargs["disable"] is None  # tqdm's own rule: shown on a terminal, silent in logs
+    mc_predict(model, dataset, samples=2, batch_size=2)
+    assert len(bars) == 1  # no bar unless asked
+
+
 def test_rows_for_budget_scales():
     model = build("bert")
     small, big = tiny_inputs(model, seq_len=8), tiny_inputs(model, seq_len=32)
@@ -520,6 +602,101 @@ def test_mc_eval_command_errors_are_one_line(tmp_path, capsys):
     from dropout_tune.cli import main
 
     assert main(["mc-eval", str(tmp_path / "missing_dir/")]) == 2
-    assert "neither a run directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err  # loading.resolve_model_path names the path
     assert main(["mc-eval", "minilm"]) == 2
     assert "--task: required" in capsys.readouterr().err
+
+
+def test_mc_eval_help_is_plain_text(capsys):
+    from dropout_tune.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["mc-eval", "--help"])
+    out = capsys.readouterr().out
+    assert "RUN_DIR_OR_MODEL" in out and "--spec" in out
+    for markup in ("``", ":mod:", ":func:", ":class:"):
+        assert markup not in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--spec", "hidden=2"], "--spec: hidden: dropout rate 2.0 is outside [0, 1)"),
+    (["--spec", "dropout=0.1"], "--spec: unknown dropout role 'dropout'"),
+    (["--ood-task", "no_such_task"], "--ood-task:"),
+    (["--max-examples", "0"], "--max-examples: expected a positive integer, got 0"),
+    (["--samples", "0"], "--samples: expected a positive integer, got 0"),
+    (["--mode", "loop", "--stochastic-layers", "1"], "stochastic_layers: only used with mode='trunk'"),
+    (["--device", "cuda"], "--device cuda: CUDA is not available"),
+    (["--device", "gpu"], "--device gpu: not a torch device"),
+    (["--output", "{file}"], "not a directory"),
+    (["--output", "{file}/sub"], "not a directory"),
+    (["--output", "{readonly}/sub"], "not writable"),
+])
+def test_mc_eval_bad_input_is_one_line_before_the_model_loads(argv, message, tmp_path, monkeypatch, capsys):
+    import dropout_tune.files
+    import dropout_tune.loading
+    from dropout_tune.cli import main
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(dropout_tune.loading, "load_model", refuse)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "readonly").mkdir()
+    real_access = os.access  # root may write anywhere, so "read-only" is what os.access reports
+
+    def access(path, mode):
+        return False if str(path) == str(tmp_path / "readonly") else real_access(path, mode)
+
+    monkeypatch.setattr(dropout_tune.files.os, "access", access)
+    argv = [a.format(file=tmp_path / "file", readonly=tmp_path / "readonly") for a in argv]
+    code = main(["mc-eval", "minilm", "--task", "rotten_tomatoes", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "mc_eval").exists()  # nothing written
+
+
+def test_off_after_recipe_both_paths_sample_the_nominal_rates(tmp_path, capsys):
+    # The schedule switches hidden and attention dropout off halfway; MC evaluation must still sample them, at
+    # their peak rates, in training (recipe mc_eval) and in `dropout-tune mc-eval RUN_DIR` alike.
+    import json
+
+    from dropout_tune.cli import main
+    from dropout_tune.recipe import Recipe
+    from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
+    from dropout_tune.train import train
+
+    save_tiny_text_model(tmp_path / "model")
+    write_toy_text_task(tmp_path / "data", sizes=(16, 8, 12))
+    run_dir = tmp_path / "run"
+    recipe = Recipe.from_dict({
+        "name": "off", "model": {"name": str(tmp_path / "model")},
+        "data": {"task": str(tmp_path / "data"), "max_length": 16, "max_eval": 7},
+        "dropout": {"schedule": "hidden=off_after:0.2:at=0.5,attention=off_after:0.3:at=0.5"},
+        "training": {"max_steps": 2, "batch_size": 8, "eval_strategy": "no", "output_dir": str(run_dir)},
+        "mc_eval": {"enabled": True, "samples": 4}})
+    metrics = train(recipe)
+    assert metrics["final_dropout"]["hidden"] == 0.0 and metrics["final_dropout"]["attention"] == 0.0
+    nominal = {"embedding": 0.1, "attention": 0.3, "hidden": 0.2, "classifier": 0.1}
+    in_training = json.loads((run_dir / "mc_eval.json").read_text())
+    assert in_training["rates"] == nominal == metrics["mc_eval"]["rates"]
+    assert in_training["n"] == 7 and in_training["samples"] == 4  # the run's data.max_eval and mc_eval.samples
+    assert in_training["mean_mutual_information"] > 0
+
+    assert main(["mc-eval", str(run_dir), "-o", str(tmp_path / "again"), "--device", "cpu"]) == 0
+    assert "rates sampled: embedding=0.1, attention=0.3, hidden=0.2, classifier=0.1" in capsys.readouterr().out
+    again = json.loads((tmp_path / "again" / "mc_eval.json").read_text())
+    assert again["rates"] == nominal and again["n"] == 7 and again["samples"] == 4
+    assert again["mean_mutual_information"] > 0
+    # the same examples, rates and seed: the same numbers
+    for key in ("mc", "deterministic"):
+        for name, value in in_training[key].items():
+            assert again[key][name] == pytest.approx(value, abs=1e-9), (key, name)
+
+    assert main(["mc-eval", str(run_dir), "-o", str(tmp_path / "explicit"), "--device", "cpu",
+                 "--spec", "attention=0.05", "--max-examples", "3"]) == 0
+    explicit = json.loads((tmp_path / "explicit" / "mc_eval.json").read_text())
+    assert explicit["rates"] == {"embedding": 0.0, "attention": 0.05, "hidden": 0.0, "classifier": 0.0}
+    assert explicit["n"] == 3

@@ -1,0 +1,1 @@
+"""The evaluate module of the calibration metric brier (see brier.py)."""

@@ -1,0 +1,1 @@
+"""The evaluate module of the calibration metric ece (see ece.py)."""

@@ -1,0 +1,1 @@
+"""The evaluate module of the calibration metric nll (see nll.py)."""
