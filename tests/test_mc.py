@@ -15,9 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from dropout_tune.mc import (TRUNK_LAYERS, ClassificationPrediction, RegressionPrediction, mc_dropout, mc_predict,
+from dropout_tune.mc import (ClassificationPrediction, RegressionPrediction, mc_dropout, mc_predict, trunk_families,
                              rows_for_budget)
 from dropout_tune.patching import inspect_dropout, inspect_stochastic_depth
+from dropout_tune.registry import supports_sdpa, trunk_layers_path
 from dropout_tune.spec import DropoutSpec
 from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model, trace_dropout
 
@@ -27,7 +28,7 @@ ALL_AT_0_1 = DropoutSpec.uniform(0.1)
 #: every role at 0.1 but the embedding, which trunk mode treats as part of the deterministic trunk.
 NO_EMBEDDING = DropoutSpec.from_dict({"all": 0.1, "embedding": 0.0})
 #: families whose tiny model can be built with SDPA attention.
-SDPA_FAMILIES = [f for f in FAMILIES if f != "deberta-v2"]
+SDPA_FAMILIES = [f for f in FAMILIES if supports_sdpa(f)]
 
 
 def build(family: str, **kwargs) -> nn.Module:
@@ -358,13 +359,13 @@ def test_replicate_one_copy_per_forward_is_loop_and_more_copies_sample_the_same_
 # --- trunk ----------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", list(TRUNK_LAYERS))
+@pytest.mark.parametrize("family", trunk_families())
 def test_trunk_with_all_layers_equals_loop(family):
     # Trunk always treats the embeddings as deterministic, so the loop reference turns embedding dropout off;
     # with that the random streams line up and the samples are bitwise equal.
     model = build(family)
     inputs = tiny_inputs(model, batch_size=3)
-    n_layers = len(model.base_model.get_submodule(TRUNK_LAYERS[family]))
+    n_layers = len(model.base_model.get_submodule(trunk_layers_path(family)))
     loop = mc_predict(model, inputs, samples=3, spec=NO_EMBEDDING, seed=5, keep_samples=True)
     trunk = mc_predict(model, inputs, samples=3, mode="trunk", stochastic_layers=n_layers, spec=NO_EMBEDDING,
                        max_batch=3, seed=5, keep_samples=True)
@@ -377,7 +378,7 @@ def test_trunk_with_all_layers_equals_loop(family):
 def test_trunk_top_layer_equals_loop_with_bottom_frozen(family):
     model = build(family, num_hidden_layers=3) if family not in ("distilbert", "gpt2") else build(family)
     inputs = tiny_inputs(model, batch_size=2)
-    layers = model.base_model.get_submodule(TRUNK_LAYERS[family])
+    layers = model.base_model.get_submodule(trunk_layers_path(family))
     frozen = list(layers[:-1]) + [m for n, m in model.named_modules() if n.endswith(("embeddings", ".drop"))]
     probs = reference_samples(model, inputs, 4, seed=7, spec=ALL_AT_0_1, frozen=frozen)
     trunk = mc_predict(model, inputs, samples=4, mode="trunk", stochastic_layers=1, spec=ALL_AT_0_1,

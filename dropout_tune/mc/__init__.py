@@ -31,13 +31,13 @@ from .predict import DEFAULT_BUDGET_MB, MODES, mc_predict, rows_for_budget, vali
 from .results import ClassificationPrediction, MCPrediction, RegressionPrediction
 from .stats import entropy
 from .switch import StochasticSwitch, mc_dropout
-from .trunk import TRUNK_LAYERS, trunk_layers
+from .trunk import trunk_families, trunk_layers
 
 __all__ = [
     "DEFAULT_BUDGET_MB",
     "LABEL_KEYS",
     "MODES",
-    "TRUNK_LAYERS",
+    "trunk_families",
     "ClassificationPrediction",
     "MCPrediction",
     "RegressionPrediction",

@@ -9,26 +9,13 @@ import torch
 from torch import nn
 
 from ..patching import DropoutSite
+from ..registry import known_families, trunk_layers_path
 from .inputs import transformers_model
 
-#: model_type -> path of the ``nn.ModuleList`` of layers inside ``model.base_model``, for ``mode="trunk"``.
-TRUNK_LAYERS: dict[str, str] = {
-    "bert": "encoder.layer",
-    "roberta": "encoder.layer",
-    "xlm-roberta": "encoder.layer",
-    "electra": "encoder.layer",
-    "deberta-v2": "encoder.layer",
-    "distilbert": "transformer.layer",
-    "modernbert": "layers",
-    "vit": "layers",
-    "gpt2": "h",
-    "gpt_neox": "layers",
-    "llama": "layers",
-    "mistral": "layers",
-    "qwen2": "layers",
-    "gemma": "layers",
-    "phi": "layers",
-}
+def trunk_families() -> tuple[str, ...]:
+    """The registry families whose entry names a layer stack (trunk mode covers exactly these)."""
+    return tuple(m for m in known_families() if trunk_layers_path(m))
+
 
 _MISSING = object()
 
@@ -37,7 +24,7 @@ def trunk_layers(model: nn.Module) -> nn.ModuleList:
     """The layer list trunk mode splits, or a ValueError naming the families it covers."""
     hf = transformers_model(model)
     model_type = getattr(getattr(hf, "config", None), "model_type", None)
-    path = TRUNK_LAYERS.get(model_type)  # type: ignore[arg-type]
+    path = trunk_layers_path(model_type)
     layers: Any = None
     if path:
         layers = getattr(hf, "base_model", hf)
@@ -45,7 +32,7 @@ def trunk_layers(model: nn.Module) -> nn.ModuleList:
             layers = getattr(layers, part, None)
     if not isinstance(layers, nn.ModuleList):
         raise ValueError(f"mode='trunk' does not cover model type {model_type!r}; covered: "
-                         f"{', '.join(TRUNK_LAYERS)} (use mode='loop' or 'replicate')")
+                         f"{', '.join(trunk_families())} (use mode='loop' or 'replicate')")
     return layers
 
 
