@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 from .callbacks import DropoutScheduleCallback
 from .patching import apply_dropout, current_rates
 from .recipe import Recipe
-from .regularization import decay_parameter_names, rdrop_forward
+from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
 from .rundir import StepLogCallback, atomic_write_text, plot_learning_curve, write_json
 from .spec import DropoutSpec
 
@@ -61,22 +61,23 @@ def _trainer_class():
     from transformers import Trainer
 
     class DropoutTrainer(Trainer):
-        """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings) and optional R-Drop."""
+        """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings), the loss computed from
+        logits by ``compute_loss_func`` (:func:`~dropout_tune.regularization.trainer_loss_function`: normalised
+        by ``num_items_in_batch``, so gradient accumulation is exact) and optional R-Drop."""
 
         def __init__(self, *args, regularization=None, **kwargs):
-            self.regularization = regularization
+            self.regularization = regularization or RegularizationConfig()
+            kwargs.setdefault("compute_loss_func", trainer_loss_function(
+                kwargs["model"], kwargs["args"].label_smoothing_factor, self.regularization.rdrop_alpha))
             super().__init__(*args, **kwargs)
 
         def get_decay_parameter_names(self, model):
-            exclude = bool(self.regularization and self.regularization.exclude_embeddings_from_decay)
-            return decay_parameter_names(model, exclude_embeddings=exclude)
+            return decay_parameter_names(model, exclude_embeddings=self.regularization.exclude_embeddings_from_decay)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not (self.regularization and self.regularization.rdrop_alpha > 0 and model.training):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, outputs = rdrop_forward(model, inputs, self.regularization.rdrop_alpha,
-                                          self.regularization.label_smoothing)
-            return (loss, outputs) if return_outputs else loss
+            if self.regularization.rdrop_alpha > 0 and model.training and "labels" in inputs:
+                inputs = doubled_batch(inputs)  # R-Drop's two passes in one forward (one DDP forward per backward)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     return DropoutTrainer
 
