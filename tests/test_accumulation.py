@@ -53,6 +53,6 @@ def test_accumulated_steps_equal_one_large_batch(toy, tmp_path, case):
     update_accumulated, loss_accumulated = _one_step(toy, tmp_path, 4, 2, task, regularization)
     assert loss_accumulated == pytest.approx(loss_large, rel=1e-5)
     for name, update in update_large.items():
-        torch.testing.assert_close(update_accumulated[name], update, rtol=1e-4, atol=1e-7)  # atol: float32 rounding of weights ~0.05
+        torch.testing.assert_close(update_accumulated[name], update, rtol=1e-4, atol=1e-7)  # float32 weights ~0.05
     # the step really moved the weights (with a learning rate of 0 every check above would pass)
     assert update_large["classifier.weight"].abs().max() > 1e-3
