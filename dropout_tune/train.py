@@ -4,13 +4,17 @@ Launch:
     accelerate launch [--config_file recipes/accelerate/X.yaml] -m dropout_tune.train RECIPE.yaml [key=value ...]
     dropout-tune train RECIPE.yaml [key=value ...]
 
-Distributed correctness: ``average_tokens_across_devices`` is off (with it on, the Trainer multiplies a
-sequence-classification loss by the world size under DDP: gradients double); the schedule is a pure function of
-``global_step``, so every rank applies the same rate; dropout masks differ per rank because the Trainer seeds each
-rank's RNG with the same seed, so :class:`PerRankDropoutSeed` re-seeds each rank with ``seed + rank`` once the
-data loader (whose shuffling must stay in step across ranks) exists (checked in ``tests/test_distributed.py``);
-evaluation gathers with ``gather_for_metrics``, which drops the padding duplicates, so every example counts once;
-only the main process writes files.
+Loss: computed from the logits (``regularization.trainer_loss_function``) and divided by the Trainer's
+``num_items_in_batch``, so ``gradient_accumulation_steps`` k with batch b gives the weights and logged loss of
+batch k*b (a head's own loss ignores that count while the Trainer then skips its division by k).
+
+Distributed correctness: ``average_tokens_across_devices`` is off, so each rank's loss is the mean over its own
+items and DDP averages the ranks; the schedule is a pure function of ``global_step``, so every rank applies the
+same rate; dropout masks differ per rank because :class:`PerRankDropoutSeed` re-seeds each rank with
+``runtime.rank_seed(seed, rank)`` (distinct for every (seed, rank) pair) once the data loader (whose shuffling
+must stay in step across ranks) exists (checked in ``tests/test_distributed.py``); evaluation gathers with
+``gather_for_metrics``, which drops the padding duplicates, so every example counts once; only the main process
+writes files.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .patching import apply_dropout, current_rates
 from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
 from .rundir import StepLogCallback, atomic_write_text, plot_learning_curve, write_json
+from .runtime import rank_seed
 from .spec import DropoutSpec
 
 
@@ -47,14 +52,24 @@ class TrainingRun:
 
 class PerRankDropoutSeed(TrainerCallback):
     """Give every rank its own dropout masks: the Trainer seeds all ranks alike, which under DDP would draw the same
-    masks on every rank. Runs at train begin, after the (rank-synchronised) sampler has captured its seed; on resume
+    masks on every rank. Each rank is re-seeded with ``runtime.rank_seed(seed, rank)``, distinct for every
+    (seed, rank) pair. Runs at train begin, after the (rank-synchronised) sampler has captured its seed; on resume
     the Trainer restores each rank's saved RNG state afterwards, so resumed runs stay exact."""
 
     def on_train_begin(self, args, state, control, **kwargs):
         if args.world_size > 1:
-            from transformers import set_seed
+            seed_all(rank_seed(args.seed, args.process_index))
 
-            set_seed(args.seed + args.process_index)
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's (``seed mod 2**32``, its limit) and torch's generators on every device."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # all devices: CPU, CUDA, MPS, XPU
 
 
 def _trainer_class():
@@ -170,7 +185,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         bf16=t.bf16,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
-        # Must be off for sequence classification: with it on, DDP multiplies the loss by the world size.
+        # Off: each rank divides by its own item count (no extra all-reduce per step); DDP averages the ranks.
         average_tokens_across_devices=False,
         **recipe.regularization.trainer_kwargs(),
     )

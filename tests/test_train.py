@@ -12,7 +12,8 @@ from dropout_tune.recipe import Recipe
 from dropout_tune.rundir import read_jsonl
 from dropout_tune.schedules import ScheduleSet
 from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
-from dropout_tune.train import build_trainer, train
+from dropout_tune.runtime import rank_seed
+from dropout_tune.train import PerRankDropoutSeed, build_trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,3 +114,36 @@ def test_lora_recipe_schedules_the_lora_role(toy, tmp_path):
 
     with safe_open(str(tmp_path / "run" / "model" / "model.safetensors"), "pt") as f:
         assert not any("lora" in key for key in f.keys())
+
+
+def test_per_rank_seeds_differ_for_every_seed_and_rank():
+    seeds = [rank_seed(s, r) for s in range(64) for r in range(16)]
+    assert len(set(seeds)) == len(seeds)
+    assert rank_seed(7, 1) != rank_seed(8, 0)  # seed + rank gave these the same dropout stream
+
+
+def test_per_rank_seed_callback_seeds_every_generator_with_rank_seed():
+    import random
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    saved = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            callback = PerRankDropoutSeed()
+            torch.manual_seed(1)
+            callback.on_train_begin(SimpleNamespace(world_size=1, process_index=0, seed=9), None, None)
+            assert torch.initial_seed() == 1  # a single process keeps the Trainer's seeding
+            callback.on_train_begin(SimpleNamespace(world_size=4, process_index=3, seed=5000), None, None)
+            expected = rank_seed(5000, 3)
+            assert expected >= 2**32  # numpy's limit: it gets the seed modulo 2**32
+            assert torch.initial_seed() == expected
+            draws = random.random(), np.random.rand()
+            random.seed(expected)
+            np.random.seed(expected % 2**32)
+            assert draws == (random.random(), np.random.rand())
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
