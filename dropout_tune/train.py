@@ -32,7 +32,8 @@ from .callbacks import DropoutScheduleCallback
 from .patching import apply_dropout, current_rates
 from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
-from .rundir import StepLogCallback, atomic_write_text, plot_learning_curve, write_json
+from .files import atomic_write_text, write_json
+from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
 from .runtime import rank_seed
 from .spec import DropoutSpec
 
@@ -107,7 +108,7 @@ def _tokenize(recipe: Recipe, task, splits, tokenizer):
     return splits.map(encode, batched=True, remove_columns=columns, desc="tokenize")
 
 
-def _build_model(recipe: Recipe, task):
+def _build_model(recipe: Recipe, task, model_path: str):
     from .loading import load_model
 
     spec = recipe.dropout.parsed_spec()
@@ -117,7 +118,7 @@ def _build_model(recipe: Recipe, task):
     base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
     # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
     # transformers' load report says so), as in the HF run_glue example
-    model = load_model(recipe.model.name, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
+    model = load_model(model_path, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
                        ignore_mismatched_sizes=True, **labels)
     lora = recipe.model.lora
     if lora is not None:
@@ -149,6 +150,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
     from .loading import resolve_model_path
     from .metrics import make_compute_metrics
 
+    model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
     set_seed(recipe.training.seed)
     run_dir = recipe.output_dir
     d = recipe.data
@@ -156,9 +158,9 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
                              max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
     if task.is_regression and recipe.regularization.label_smoothing > 0:
         raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(recipe.model.name))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenized = _tokenize(recipe, task, splits, tokenizer)
-    model = _build_model(recipe, task)
+    model = _build_model(recipe, task, model_path)
 
     t = recipe.training
     # checkpoints (for resume) follow the evaluation cadence, or come every epoch when there is none
@@ -210,13 +212,20 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
 
 
 def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """Run ``recipe`` end to end; returns the metrics written to ``metrics.json`` (on every rank)."""
+    """Run ``recipe`` end to end; returns the metrics written to ``metrics.json`` (on every rank).
+
+    The output directory is checked first (writable; holding no other run unless ``training.overwrite``, which
+    replaces that run, or ``training.resume_from_checkpoint`` inside it, which continues it)."""
     start = time.time()
+    t = recipe.training
+    replace_old_run = check_run_dir(recipe.output_dir, t.overwrite, t.resume_from_checkpoint)
     run = build_trainer(recipe, extra_callbacks)
     trainer = run.trainer
     main = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()  # every rank has checked the directory before rank 0 changes it
     if main:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
+        if replace_old_run:
+            clear_run(run.run_dir)
         atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
     result = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
     validation = trainer.evaluate(run.datasets["validation"], metric_key_prefix="validation")
@@ -295,15 +304,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="dropout_tune.train", description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="recipe YAML file (see recipes/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. training.epochs=2 data.max_train=500")
-    args = parser.parse_args(argv)
-    return run_cli(args.recipe, args.overrides)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run already in the output directory (same as training.overwrite=true)")
+    args = parser.parse_intermixed_args(argv)
+    return run_cli(args.recipe, args.overrides, overwrite=args.overwrite)
 
 
-def run_cli(recipe_path: str, overrides: list[str]) -> int:
-    from .rundir import is_main_process
+def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> int:
+    """Train from a recipe file and print the summary; bad input is one line on stderr and exit code 2."""
+    from .runtime import is_main_process
 
     try:
-        recipe = Recipe.from_yaml(recipe_path, overrides)
+        recipe = Recipe.from_yaml(recipe_path, [*overrides, *(["training.overwrite=true"] if overwrite else [])])
         metrics = train(recipe)
     except (ValueError, FileNotFoundError) as err:
         print(f"dropout-tune train: error: {err}", file=sys.stderr)
