@@ -26,6 +26,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from .patching import apply_dropout
+from .runtime import unwrap_model
 from .schedules import ScheduleSet
 from .spec import DropoutSpec
 
@@ -35,17 +36,6 @@ __all__ = ["DropoutScheduleCallback", "DropoutScheduler", "LOG_PREFIX"]
 LOG_PREFIX = "dropout/"
 
 ScheduleSetLike = Union[ScheduleSet, Mapping[str, Any], str, float]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP / DataParallel / ``torch.compile`` wrappers, whose config names its family."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)  # torch.compile
-        if inner is None and isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            inner = model.module
-        if inner is None:
-            return model
-        model = inner
 
 
 class _RateApplier:
@@ -71,7 +61,7 @@ class _RateApplier:
         # write_config=False: a schedule is training-time behaviour. The model's config keeps the rates it was
         # built with, so a checkpoint saved after `off_after` does not reload as a dropout-free model, and roles
         # that share a config key (BERT's hidden/embedding) do not warn at every change.
-        report = apply_dropout(_unwrap(model), DropoutSpec(**changed), warn_missing=False, write_config=False)
+        report = apply_dropout(unwrap_model(model), DropoutSpec(**changed), warn_missing=False, write_config=False)
         # Roles that came only from "all" are expected to be missing from some models (lora without PEFT).
         missing = [role for role in report.missing_roles if role in self.schedule_set.explicit_roles]
         if first:

@@ -10,7 +10,7 @@ import importlib.util
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .patching import SpecLike, apply_dropout, config_overrides
 from .spec import DropoutSpec
@@ -32,10 +32,13 @@ TASK_AUTO_CLASSES = {
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """``minilm`` -> the directory of the embedded all-MiniLM-L6-v2; anything else is returned unchanged.
+    """``minilm`` -> the directory of the embedded all-MiniLM-L6-v2; a local directory or a hub id is returned
+    unchanged. A hub id that is not in the local Hugging Face cache is checked against the hub first: offline
+    (``HF_HUB_OFFLINE``) or with the hub unreachable this fails at once, naming the id, instead of after the
+    download retries (raises ``FileNotFoundError``).
 
-    >>> resolve_model_path("bert-base-uncased")
-    'bert-base-uncased'
+    >>> resolve_model_path(".") == "."
+    True
     """
     if name_or_path in EMBEDDED_MODELS:
         package, subdir, requirement = EMBEDDED_MODELS[name_or_path]
@@ -49,7 +52,68 @@ def resolve_model_path(name_or_path: str) -> str:
     if looks_local and not Path(name_or_path).expanduser().is_dir():
         raise FileNotFoundError(f"model directory {name_or_path!r} does not exist "
                                 f"(give a hub id, a local directory, or one of: {', '.join(EMBEDDED_MODELS)})")
-    return str(Path(name_or_path).expanduser()) if looks_local else name_or_path
+    if looks_local:
+        return str(Path(name_or_path).expanduser())
+    if not Path(name_or_path).is_dir():
+        _check_hub_model(name_or_path)
+    return name_or_path
+
+
+_ALTERNATIVES = f"give a local directory, one of: {', '.join(EMBEDDED_MODELS)}, or download the model first"
+
+
+def _check_hub_model(repo_id: str) -> None:
+    """Fail fast when hub id ``repo_id`` is neither cached nor downloadable (offline mode, hub unreachable)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # huggingface_hub's HFValidationError: not a well-formed repo id
+        raise FileNotFoundError(f"model {repo_id!r} is not a local directory, an embedded model "
+                                f"({', '.join(EMBEDDED_MODELS)}) or a valid hub id") from None
+    if isinstance(cached, str):
+        return  # in the cache: loads offline too
+    if constants.HF_HUB_OFFLINE or any(_env_true(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        raise FileNotFoundError(f"model {repo_id!r} is not a local directory and not in the Hugging Face cache, "
+                                f"and HF_HUB_OFFLINE is set; {_ALTERNATIVES}")
+    endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT)
+    problem = _unreachable(endpoint)
+    if problem:
+        raise FileNotFoundError(f"model {repo_id!r} is not a local directory and not in the Hugging Face cache, "
+                                f"and the hub ({endpoint}) is unreachable ({problem}); {_ALTERNATIVES}")
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _unreachable(url: str, timeout: float = 1.5) -> Optional[str]:
+    """Why a TCP connection to ``url``'s host (or the HTTPS proxy, when one is set) fails within ``timeout``
+    seconds, DNS lookup included; None when it connects."""
+    import socket
+    import threading
+    import urllib.request
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    proxy = None if urllib.request.proxy_bypass(parsed.hostname or "") else urllib.request.getproxies().get(
+        parsed.scheme)
+    target = urlparse(proxy) if proxy else parsed
+    address = (target.hostname or "", target.port or (443 if target.scheme == "https" else 80))
+    outcome: list[str] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            outcome.append("")
+        except OSError as err:
+            outcome.append(err.strerror or type(err).__name__)
+
+    # a thread bounds the DNS lookup too, which socket timeouts do not cover
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(timeout + 0.2)
+    return (outcome[0] or None) if outcome else f"no answer within {timeout} s"
 
 
 def load_model(name_or_path: str, task: str = "sequence-classification", dropout: SpecLike = None, **kwargs: Any):

@@ -15,8 +15,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import re
 import difflib
+import math
+import re
 import os
 import types
 import typing
@@ -35,23 +36,32 @@ SpecValue = Union[str, float, dict, None]
 
 
 class _StrictBoolLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false are booleans, so ``eval_strategy: no`` stays
-    the string "no" (YAML 1.1 would read it as False)."""
+    """``yaml.SafeLoader`` with YAML 1.2 booleans and floats: only true/false are booleans, so
+    ``eval_strategy: no`` stays the string "no" (YAML 1.1 would read it as False), and ``2e-5``, ``1E-4``, ``.5``
+    are floats (YAML 1.1 wants a dot before an exponent and reads ``2e-5`` as a string)."""
 
 
+#: A YAML 1.2 (core schema) float that is not an integer: a dot or an exponent is needed, so ``3`` stays an int.
+FLOAT_PATTERN = re.compile(r"""^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?
+                                |[-+]?[0-9]+[eE][-+]?[0-9]+
+                                |[-+]?\.(?:inf|Inf|INF)
+                                |\.(?:nan|NaN|NAN))$""", re.X)
+
+_REPLACED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")
 _StrictBoolLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StrictBoolLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_StrictBoolLoader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_PATTERN, list("-+0123456789."))
 
 
 def load_yaml(text: str) -> Any:
-    r"""``yaml.safe_load`` with YAML 1.2 booleans.
+    r"""``yaml.safe_load`` with YAML 1.2 booleans and floats.
 
-    >>> load_yaml("a: no\nb: true")
-    {'a': 'no', 'b': True}
+    >>> load_yaml("a: no\nb: true\nc: 2e-5\nd: 3")
+    {'a': 'no', 'b': True, 'c': 2e-05, 'd': 3}
     """
     return yaml.load(text, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader subclass
 
@@ -163,7 +173,8 @@ class TrainingSection:
     eval_steps: Optional[int] = None
     logging_steps: int = 10
     save_checkpoints: bool = False  # Trainer checkpoints (for resume) every epoch / eval_steps
-    resume_from_checkpoint: Optional[str] = None
+    resume_from_checkpoint: Optional[str] = None  # a checkpoint dir; one inside output_dir continues that run
+    overwrite: bool = False  # replace a run already in output_dir (refused otherwise)
     bf16: bool = False
 
     def __post_init__(self) -> None:
@@ -317,8 +328,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and FLOAT_PATTERN.match(value.strip()):
+            value = load_yaml(value)  # "2e-5" given as a string (a quoted YAML value, a Python dict)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -1,59 +1,79 @@
-"""The run directory: atomic writes from the main process only, the per-step log, and the learning-curve plot.
+"""The run directory: what a run writes, refusing to mix two runs in one directory, the per-step log, and the
+learning-curve plot. Files are written atomically (``files``), from the main process only.
 
 Layout of ``runs/<name>/``: ``recipe.yaml`` (resolved config), ``metrics.json``, ``steps.jsonl`` (one line per
 optimizer step: loss when logged, learning rate, dropout rate per role), ``model/`` (safetensors + config +
-tokenizer), ``learning_curve.png``.
+tokenizer), ``learning_curve.png``, ``checkpoints/`` (Trainer checkpoints, when saved), and with MC evaluation
+``mc_eval.json`` and ``reliability.png``.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import math
-import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from transformers import TrainerCallback
 
+from . import files
+from .files import atomic_write_text, check_writable_dir, json_safe, write_json  # noqa: F401 - re-exported
 from .patching import current_rates
+from .runtime import is_main_process, unwrap_model  # noqa: F401 - is_main_process re-exported
+
+#: Entries whose presence means a directory already holds a run.
+RUN_MARKERS = ("recipe.yaml", "metrics.json", "model", "checkpoints")
+#: Everything a run writes; ``--overwrite`` removes these (and nothing else) before training.
+RUN_OUTPUTS = RUN_MARKERS + ("steps.jsonl", "learning_curve.png", "mc_eval.json", "reliability.png")
 
 
-def is_main_process() -> bool:
-    """Rank 0 of a distributed run (or the only process); read from the launcher's environment.
+def existing_run(run_dir: Path) -> list[str]:
+    """The :data:`RUN_MARKERS` present in ``run_dir`` (empty when it holds no run)."""
+    return [name for name in RUN_MARKERS if (Path(run_dir) / name).exists()]
 
-    >>> is_main_process()
+
+def check_run_dir(run_dir: Path, overwrite: bool = False, resume_from: Optional[str] = None) -> bool:
+    """Check, before any work, that a run may write into ``run_dir``: it must be (or can become) a writable
+    directory holding no other run, unless ``overwrite`` (the old run is to be replaced: returns True, and the
+    caller runs :func:`clear_run`) or the run resumes from a checkpoint inside ``run_dir`` (it continues that run
+    in place). Raises ``ValueError`` naming the directory.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> check_run_dir(d)
+    False
+    >>> _ = (d / "metrics.json").write_text("{}")
+    >>> check_run_dir(d)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: output directory ... already holds a run (metrics.json); pass --overwrite ...
+    >>> check_run_dir(d, overwrite=True)
     True
     """
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
+    run_dir = check_writable_dir(run_dir)
+    if resume_from is not None:
+        checkpoint = Path(resume_from).resolve()
+        if run_dir.resolve() in checkpoint.parents:
+            if overwrite:
+                raise ValueError(f"training.overwrite would delete the checkpoint to resume from ({resume_from}); "
+                                 f"resuming continues the run in {run_dir}, so drop the overwrite")
+            return False
+    found = existing_run(run_dir)
+    if found and not overwrite:
+        raise ValueError(f"output directory {run_dir} already holds a run ({', '.join(found)}); pass --overwrite "
+                         f"(training.overwrite=true) to replace it, or choose another training.output_dir")
+    return bool(found)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN / inf
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+def clear_run(run_dir: Path) -> None:
+    """Remove the files of a previous run (:data:`RUN_OUTPUTS`) from ``run_dir``; other files are left alone."""
+    for name in RUN_OUTPUTS:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 class StepLogCallback(TrainerCallback):
@@ -67,7 +87,7 @@ class StepLogCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         # after the schedule callback (registered first) has set this step's rates
         self._pending = {"step": state.global_step + 1, **{f"dropout/{r}": p for r, p in
-                                                            current_rates(_inner(model)).items()}}
+                                                            current_rates(unwrap_model(model)).items()}}
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
         row = dict(getattr(self, "_pending", {"step": state.global_step}))
@@ -82,25 +102,19 @@ class StepLogCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            atomic_write_text(self.path, "".join(json.dumps(_clean(r)) + "\n" for r in self.rows))
-
-
-def _inner(model):
-    return getattr(model, "module", model)
+            atomic_write_text(self.path, "".join(json.dumps(json_safe(r)) + "\n" for r in self.rows))
 
 
 def plot_learning_curve(log_history: Iterable[dict], steps: list[dict], path: Path, title: str = "") -> None:
-    """Training loss and evaluation metrics over steps, with each role's dropout rate underneath."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Training loss and evaluation metrics over steps, with each role's dropout rate underneath (a PNG written
+    atomically; matplotlib's object API, so the user's pyplot backend is left alone)."""
+    from matplotlib.figure import Figure
 
     history = list(log_history)
     train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
     evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
-    fig, (ax_loss, ax_rate) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True,
-                                           gridspec_kw={"height_ratios": [3, 1.4]})
+    fig = Figure(figsize=(7, 5.5))
+    ax_loss, ax_rate = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
     if train:
         ax_loss.plot(*zip(*train), label="train loss")
     if evals:
@@ -118,11 +132,9 @@ def plot_learning_curve(log_history: Iterable[dict], steps: list[dict], path: Pa
     if roles:
         ax_rate.legend(loc="upper right", fontsize="small", ncol=3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    files.atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -130,5 +142,5 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def read_json(path: Path) -> Optional[dict]:
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The JSON in ``path``, or None when there is no such file."""
+    return files.read_json(path) if Path(path).is_file() else None

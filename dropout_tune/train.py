@@ -4,13 +4,17 @@ Launch:
     accelerate launch [--config_file recipes/accelerate/X.yaml] -m dropout_tune.train RECIPE.yaml [key=value ...]
     dropout-tune train RECIPE.yaml [key=value ...]
 
-Distributed correctness: ``average_tokens_across_devices`` is off (with it on, the Trainer multiplies a
-sequence-classification loss by the world size under DDP: gradients double); the schedule is a pure function of
-``global_step``, so every rank applies the same rate; dropout masks differ per rank because the Trainer seeds each
-rank's RNG with the same seed, so :class:`PerRankDropoutSeed` re-seeds each rank with ``seed + rank`` once the
-data loader (whose shuffling must stay in step across ranks) exists (checked in ``tests/test_distributed.py``);
-evaluation gathers with ``gather_for_metrics``, which drops the padding duplicates, so every example counts once;
-only the main process writes files.
+Loss: computed from the logits (``regularization.trainer_loss_function``) and divided by the Trainer's
+``num_items_in_batch``, so ``gradient_accumulation_steps`` k with batch b gives the weights and logged loss of
+batch k*b (a head's own loss ignores that count while the Trainer then skips its division by k).
+
+Distributed correctness: ``average_tokens_across_devices`` is off, so each rank's loss is the mean over its own
+items and DDP averages the ranks; the schedule is a pure function of ``global_step``, so every rank applies the
+same rate; dropout masks differ per rank because :class:`PerRankDropoutSeed` re-seeds each rank with
+``runtime.rank_seed(seed, rank)`` (distinct for every (seed, rank) pair) once the data loader (whose shuffling
+must stay in step across ranks) exists (checked in ``tests/test_distributed.py``); evaluation gathers with
+``gather_for_metrics``, which drops the padding duplicates, so every example counts once; only the main process
+writes files.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from transformers import TrainerCallback
 from .callbacks import DropoutScheduleCallback
 from .patching import apply_dropout, current_rates
 from .recipe import Recipe
-from .regularization import decay_parameter_names, rdrop_forward
-from .rundir import StepLogCallback, atomic_write_text, plot_learning_curve, write_json
+from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
+from .files import atomic_write_text, write_json
+from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
+from .runtime import rank_seed
 from .spec import DropoutSpec
 
 
@@ -47,36 +53,47 @@ class TrainingRun:
 
 class PerRankDropoutSeed(TrainerCallback):
     """Give every rank its own dropout masks: the Trainer seeds all ranks alike, which under DDP would draw the same
-    masks on every rank. Runs at train begin, after the (rank-synchronised) sampler has captured its seed; on resume
+    masks on every rank. Each rank is re-seeded with ``runtime.rank_seed(seed, rank)``, distinct for every
+    (seed, rank) pair. Runs at train begin, after the (rank-synchronised) sampler has captured its seed; on resume
     the Trainer restores each rank's saved RNG state afterwards, so resumed runs stay exact."""
 
     def on_train_begin(self, args, state, control, **kwargs):
         if args.world_size > 1:
-            from transformers import set_seed
+            seed_all(rank_seed(args.seed, args.process_index))
 
-            set_seed(args.seed + args.process_index)
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's (``seed mod 2**32``, its limit) and torch's generators on every device."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # all devices: CPU, CUDA, MPS, XPU
 
 
 def _trainer_class():
     from transformers import Trainer
 
     class DropoutTrainer(Trainer):
-        """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings) and optional R-Drop."""
+        """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings), the loss computed from
+        logits by ``compute_loss_func`` (:func:`~dropout_tune.regularization.trainer_loss_function`: normalised
+        by ``num_items_in_batch``, so gradient accumulation is exact) and optional R-Drop."""
 
         def __init__(self, *args, regularization=None, **kwargs):
-            self.regularization = regularization
+            self.regularization = regularization or RegularizationConfig()
+            kwargs.setdefault("compute_loss_func", trainer_loss_function(
+                kwargs["model"], kwargs["args"].label_smoothing_factor, self.regularization.rdrop_alpha))
             super().__init__(*args, **kwargs)
 
         def get_decay_parameter_names(self, model):
-            exclude = bool(self.regularization and self.regularization.exclude_embeddings_from_decay)
-            return decay_parameter_names(model, exclude_embeddings=exclude)
+            return decay_parameter_names(model, exclude_embeddings=self.regularization.exclude_embeddings_from_decay)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not (self.regularization and self.regularization.rdrop_alpha > 0 and model.training):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, outputs = rdrop_forward(model, inputs, self.regularization.rdrop_alpha,
-                                          self.regularization.label_smoothing)
-            return (loss, outputs) if return_outputs else loss
+            if self.regularization.rdrop_alpha > 0 and model.training and "labels" in inputs:
+                inputs = doubled_batch(inputs)  # R-Drop's two passes in one forward (one DDP forward per backward)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     return DropoutTrainer
 
@@ -91,7 +108,7 @@ def _tokenize(recipe: Recipe, task, splits, tokenizer):
     return splits.map(encode, batched=True, remove_columns=columns, desc="tokenize")
 
 
-def _build_model(recipe: Recipe, task):
+def _build_model(recipe: Recipe, task, model_path: str):
     from .loading import load_model
 
     spec = recipe.dropout.parsed_spec()
@@ -101,7 +118,7 @@ def _build_model(recipe: Recipe, task):
     base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
     # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
     # transformers' load report says so), as in the HF run_glue example
-    model = load_model(recipe.model.name, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
+    model = load_model(model_path, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
                        ignore_mismatched_sizes=True, **labels)
     lora = recipe.model.lora
     if lora is not None:
@@ -133,6 +150,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
     from .loading import resolve_model_path
     from .metrics import make_compute_metrics
 
+    model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
     set_seed(recipe.training.seed)
     run_dir = recipe.output_dir
     d = recipe.data
@@ -140,9 +158,9 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
                              max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
     if task.is_regression and recipe.regularization.label_smoothing > 0:
         raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(recipe.model.name))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenized = _tokenize(recipe, task, splits, tokenizer)
-    model = _build_model(recipe, task)
+    model = _build_model(recipe, task, model_path)
 
     t = recipe.training
     # checkpoints (for resume) follow the evaluation cadence, or come every epoch when there is none
@@ -169,7 +187,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         bf16=t.bf16,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
-        # Must be off for sequence classification: with it on, DDP multiplies the loss by the world size.
+        # Off: each rank divides by its own item count (no extra all-reduce per step); DDP averages the ranks.
         average_tokens_across_devices=False,
         **recipe.regularization.trainer_kwargs(),
     )
@@ -194,13 +212,20 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
 
 
 def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """Run ``recipe`` end to end; returns the metrics written to ``metrics.json`` (on every rank)."""
+    """Run ``recipe`` end to end; returns the metrics written to ``metrics.json`` (on every rank).
+
+    The output directory is checked first (writable; holding no other run unless ``training.overwrite``, which
+    replaces that run, or ``training.resume_from_checkpoint`` inside it, which continues it)."""
     start = time.time()
+    t = recipe.training
+    replace_old_run = check_run_dir(recipe.output_dir, t.overwrite, t.resume_from_checkpoint)
     run = build_trainer(recipe, extra_callbacks)
     trainer = run.trainer
     main = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()  # every rank has checked the directory before rank 0 changes it
     if main:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
+        if replace_old_run:
+            clear_run(run.run_dir)
         atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
     result = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
     validation = trainer.evaluate(run.datasets["validation"], metric_key_prefix="validation")
@@ -274,15 +299,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="dropout_tune.train", description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="recipe YAML file (see recipes/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. training.epochs=2 data.max_train=500")
-    args = parser.parse_args(argv)
-    return run_cli(args.recipe, args.overrides)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run already in the output directory (same as training.overwrite=true)")
+    args = parser.parse_intermixed_args(argv)
+    return run_cli(args.recipe, args.overrides, overwrite=args.overwrite)
 
 
-def run_cli(recipe_path: str, overrides: list[str]) -> int:
-    from .rundir import is_main_process
+def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> int:
+    """Train from a recipe file and print the summary; bad input is one line on stderr and exit code 2."""
+    from .runtime import is_main_process
 
     try:
-        recipe = Recipe.from_yaml(recipe_path, overrides)
+        recipe = Recipe.from_yaml(recipe_path, [*overrides, *(["training.overwrite=true"] if overwrite else [])])
         metrics = train(recipe)
     except (ValueError, FileNotFoundError) as err:
         print(f"dropout-tune train: error: {err}", file=sys.stderr)

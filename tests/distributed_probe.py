@@ -58,10 +58,12 @@ def main() -> None:
     rank = int(os.environ.get("RANK", 0))
     result = {"rank": rank, "steps": probe.steps, "metrics": metrics, "writes": writes}
 
-    # Teeth: the same first step with the Trainer's default average_tokens_across_devices=True
+    # Teeth: the same first step with the Trainer's default average_tokens_across_devices=True and the head's own
+    # loss (which ignores num_items_in_batch) instead of DropoutTrainer's loss function
     doubled = Recipe.from_yaml(recipe_path, ["training.max_steps=1", f"training.output_dir={out_dir / 'doubled'}"])
     run = train_module.build_trainer(doubled)
     run.trainer.args.average_tokens_across_devices = True
+    run.trainer.compute_loss_func = None
     run.trainer.train()
     result["doubled_first_loss"] = next(h["loss"] for h in run.trainer.state.log_history if "loss" in h)
     (out_dir / f"rank{rank}.json").write_text(json.dumps(result, default=str))

@@ -55,3 +55,29 @@ def test_overrides_and_bad_recipes(tmp_path):
         Recipe.from_yaml(bad)
     with pytest.raises(FileNotFoundError):
         Recipe.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_every_float_spelling_is_a_number(tmp_path):
+    path = tmp_path / "floats.yaml"
+    path.write_text("optim: {learning_rate: 2e-5, warmup_ratio: .1, max_grad_norm: 1E+1}\n"
+                    "regularization: {weight_decay: 1E-2, label_smoothing: 5e-2}\ntraining: {epochs: 3}\n")
+    recipe = Recipe.from_yaml(path, ["regularization.rdrop_alpha=1e-1"])
+    assert recipe.optim.learning_rate == 2e-5 and recipe.optim.warmup_ratio == 0.1
+    assert recipe.optim.max_grad_norm == 10.0 and recipe.regularization.weight_decay == 0.01
+    assert recipe.regularization.label_smoothing == 0.05 and recipe.regularization.rdrop_alpha == 0.1
+    assert recipe.training.epochs == 3.0
+    assert Recipe.from_dict({"optim": {"learning_rate": "3e-5"}}).optim.learning_rate == 3e-5  # a quoted value
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.learning_rate=.nan", "optim.learning_rate: nan is not a finite number"),
+    ("training.epochs=.nan", "training.epochs: nan is not a finite number"),
+    ("training.epochs=.inf", "training.epochs: inf is not a finite number"),
+    ("optim.warmup_ratio=.NaN", "optim.warmup_ratio: nan is not a finite number"),
+    ("regularization.weight_decay=.nan", "regularization.weight_decay: nan is not a finite number"),
+    ("optim.max_grad_norm=-.inf", "optim.max_grad_norm: -inf is not a finite number"),
+])
+def test_non_finite_numbers_are_refused_naming_the_field(override, message):
+    with pytest.raises(ValueError) as err:
+        Recipe.from_dict({}, [override])
+    assert str(err.value) == message

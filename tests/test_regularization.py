@@ -10,6 +10,7 @@ from transformers.trainer_pt_utils import LabelSmoother
 from dropout_tune.regularization import (
     RegularizationConfig,
     decay_parameter_names,
+    head_loss,
     label_smoothed_cross_entropy,
     make_optimizer,
     param_groups,
@@ -73,6 +74,19 @@ def test_exclude_embeddings_moves_every_embedding_table_to_no_decay():
     assert id(model.bert.embeddings.word_embeddings.weight) not in decayed
 
 
+def test_exclude_embeddings_covers_bare_position_and_special_token_parameters():
+    from transformers import ViTModel
+
+    model = ViTModel(tiny_config("vit"), use_mask_token=True, add_pooling_layer=False)
+    bare = {"embeddings.position_embeddings", "embeddings.cls_token", "embeddings.mask_token"}
+    assert bare <= set(decay_parameter_names(model))  # the Trainer's rule decays them
+    without = set(decay_parameter_names(model, exclude_embeddings=True))
+    assert not bare & without
+    assert set(decay_parameter_names(model)) - without == bare  # and nothing else (the patch projection stays)
+    decayed = group_ids(param_groups(model, 0.01, exclude_embeddings=True))[0.01]
+    assert id(model.embeddings.cls_token) not in decayed
+
+
 def test_exclude_embeddings_catches_a_tied_lm_head():
     model = AutoModelForCausalLM.from_config(tiny_config("gpt2"))
     assert model.lm_head.weight is model.transformer.wte.weight
@@ -130,7 +144,8 @@ def test_label_smoothing_zero_is_plain_cross_entropy_and_smoothing_changes_the_l
 # ---- R-Drop ----------------------------------------------------------------------------------------------------
 
 
-def test_rdrop_loss_is_mean_cross_entropy_plus_alpha_symmetric_kl():
+def test_rdrop_loss_is_half_of_the_papers_eq_3():
+    """Liang et al. 2021, eq. 3: L = NLL1 + NLL2 + alpha * (KL(P1||P2) + KL(P2||P1)) / 2; we return L / 2."""
     g = torch.Generator().manual_seed(2)
     a, b = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
     labels = torch.tensor([0, 2, -100, 1])
@@ -138,11 +153,55 @@ def test_rdrop_loss_is_mean_cross_entropy_plus_alpha_symmetric_kl():
     log_p, log_q = F.log_softmax(a[keep], -1), F.log_softmax(b[keep], -1)
     kl_pq = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")  # KL(p || q)
     kl_qp = F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
-    ce = 0.5 * (F.cross_entropy(a, labels) + F.cross_entropy(b, labels))
-    expected = ce + 0.7 * 0.5 * (kl_pq + kl_qp)
-    torch.testing.assert_close(rdrop_loss(a, b, labels, alpha=0.7), expected)
+    nll = F.cross_entropy(a, labels) + F.cross_entropy(b, labels)
+    eq3 = nll + 0.7 * (kl_pq + kl_qp) / 2
+    torch.testing.assert_close(rdrop_loss(a, b, labels, alpha=0.7), eq3 / 2)
     torch.testing.assert_close(rdrop_loss(a, b, labels, alpha=0.7), rdrop_loss(b, a, labels, alpha=0.7))
     torch.testing.assert_close(rdrop_loss(a, a, labels, alpha=5.0), F.cross_entropy(a, labels))
+
+
+def test_rdrop_regression_uses_the_squared_difference_between_passes():
+    g = torch.Generator().manual_seed(3)
+    y1, y2, target = torch.randn(5, 1, generator=g), torch.randn(5, 1, generator=g), torch.randn(5, generator=g)
+    expected = 0.5 * (F.mse_loss(y1.squeeze(), target) + F.mse_loss(y2.squeeze(), target)) \
+        + 0.5 * 0.3 * F.mse_loss(y1, y2)
+    torch.testing.assert_close(rdrop_loss(y1, y2, target, alpha=0.3, problem_type="regression"), expected)
+    torch.testing.assert_close(rdrop_loss(y1, y1, target, alpha=9.0, problem_type="regression"),
+                               F.mse_loss(y1.squeeze(), target))
+
+
+def test_rdrop_multi_label_uses_the_bernoulli_kl():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    target = (torch.rand(3, 4, generator=g) > 0.5).float()
+    p, q = torch.sigmoid(a), torch.sigmoid(b)
+    kl = lambda x, y: x * (x / y).log() + (1 - x) * ((1 - x) / (1 - y)).log()  # noqa: E731
+    bce = F.binary_cross_entropy_with_logits(a, target) + F.binary_cross_entropy_with_logits(b, target)
+    expected = 0.5 * (bce + 2.0 * ((kl(p, q) + kl(q, p)) / 2).mean())
+    torch.testing.assert_close(rdrop_loss(a, b, target, alpha=2.0, problem_type="multi_label_classification"),
+                               expected)
+
+
+@pytest.mark.parametrize("num_labels, labels", [
+    (3, torch.tensor([0, 2, 1, 1])),  # single-label classification
+    (1, torch.tensor([0.5, -1.0, 2.0, 0.0])),  # regression
+    (3, torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]])),  # multi-label
+], ids=["single_label", "regression", "multi_label"])
+def test_head_loss_equals_the_heads_own_loss(num_labels, labels):
+    model = tiny_model("bert", num_labels=num_labels).eval()
+    inputs = tiny_inputs(model, batch_size=4)
+    with torch.no_grad():
+        outputs = model(**inputs, labels=labels)
+    ours = head_loss(outputs.logits, labels, model.config.problem_type)
+    torch.testing.assert_close(ours, outputs.loss)
+    # normalised by the items of a larger (accumulated) batch when the Trainer says how many there are
+    torch.testing.assert_close(head_loss(outputs.logits, labels, model.config.problem_type, num_items=8),
+                               outputs.loss * labels.numel() / 8)
+
+
+def test_label_smoothing_outside_single_label_classification_is_refused():
+    with pytest.raises(ValueError, match="label_smoothing: 0.1 needs single-label classification"):
+        head_loss(torch.zeros(2, 1), torch.zeros(2), "regression", label_smoothing=0.1)
 
 
 def test_rdrop_forward_uses_two_dropout_passes():
@@ -179,10 +238,8 @@ def test_config_rejects_bad_values_naming_the_field(kwargs, message):
 
 
 def test_config_round_trips_and_feeds_training_arguments(tmp_path):
-    config = RegularizationConfig.from_dict({"label_smoothing": 0.1, "weight_decay": 0.01, "rdrop_alpha": 1})
-    assert RegularizationConfig.from_dict(config.to_dict()) == config
+    config = RegularizationConfig(label_smoothing=0.1, weight_decay=0.01, rdrop_alpha=1)
+    assert RegularizationConfig(**config.to_dict()) == config
     assert config.rdrop_alpha == 1.0 and isinstance(config.rdrop_alpha, float)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **config.trainer_kwargs())
     assert args.label_smoothing_factor == 0.1 and args.weight_decay == 0.01
-    with pytest.raises(ValueError, match="regularization.dropout: unknown option; valid options: label_smoothing"):
-        RegularizationConfig.from_dict({"dropout": 0.1})

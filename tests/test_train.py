@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
 
 from dropout_tune.recipe import Recipe
 from dropout_tune.rundir import read_jsonl
 from dropout_tune.schedules import ScheduleSet
 from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
-from dropout_tune.train import build_trainer, train
+from dropout_tune.runtime import rank_seed
+from dropout_tune.train import PerRankDropoutSeed, build_trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,3 +115,161 @@ def test_lora_recipe_schedules_the_lora_role(toy, tmp_path):
 
     with safe_open(str(tmp_path / "run" / "model" / "model.safetensors"), "pt") as f:
         assert not any("lora" in key for key in f.keys())
+
+
+def test_per_rank_seeds_differ_for_every_seed_and_rank():
+    seeds = [rank_seed(s, r) for s in range(64) for r in range(16)]
+    assert len(set(seeds)) == len(seeds)
+    assert rank_seed(7, 1) != rank_seed(8, 0)  # seed + rank gave these the same dropout stream
+
+
+def test_per_rank_seed_callback_seeds_every_generator_with_rank_seed():
+    import random
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    saved = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            callback = PerRankDropoutSeed()
+            torch.manual_seed(1)
+            callback.on_train_begin(SimpleNamespace(world_size=1, process_index=0, seed=9), None, None)
+            assert torch.initial_seed() == 1  # a single process keeps the Trainer's seeding
+            callback.on_train_begin(SimpleNamespace(world_size=4, process_index=3, seed=5000), None, None)
+            expected = rank_seed(5000, 3)
+            assert expected >= 2**32  # numpy's limit: it gets the seed modulo 2**32
+            assert torch.initial_seed() == expected
+            draws = random.random(), np.random.rand()
+            random.seed(expected)
+            np.random.seed(expected % 2**32)
+            assert draws == (random.random(), np.random.rand())
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+
+
+# ---- the run directory -------------------------------------------------------------------------------------------
+
+
+def test_a_second_run_into_the_same_directory_is_refused_unless_overwrite(toy, tmp_path):
+    train(_recipe(toy, tmp_path, training={"max_steps": 2, "eval_strategy": "no", "save_checkpoints": True,
+                                           "eval_steps": 1}))
+    run = tmp_path / "run"
+    assert (run / "checkpoints").is_dir() and (run / "metrics.json").is_file()
+    (run / "checkpoints" / "checkpoint-999").mkdir()  # a stale checkpoint of the old run
+    (run / "notes.txt").write_text("mine")  # not a run file: kept
+    again = _recipe(toy, tmp_path, training={"max_steps": 2, "eval_strategy": "no"})
+    with pytest.raises(ValueError, match=r"already holds a run \(recipe.yaml, metrics.json, model, checkpoints\); "
+                                         r"pass --overwrite \(training.overwrite=true\)") as err:
+        train(again)
+    assert str(run) in str(err.value)
+    assert (run / "checkpoints" / "checkpoint-999").is_dir()  # refused before touching anything
+    replaced = _recipe(toy, tmp_path, training={"max_steps": 1, "eval_strategy": "no", "overwrite": True})
+    metrics = train(replaced)
+    assert metrics["train"]["steps"] == 1
+    assert not (run / "checkpoints").exists()  # the old run's checkpoints are gone, not mixed with the new model
+    assert (run / "notes.txt").read_text() == "mine"
+    assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 1
+
+
+def test_train_cli_refuses_an_existing_run_in_one_line_and_overwrite_flag_replaces_it(toy, tmp_path, capsys):
+    from dropout_tune.cli import main
+
+    recipe_path = tmp_path / "toy.yaml"
+    recipe = _recipe(toy, tmp_path, training={"max_steps": 1, "eval_strategy": "no"})
+    recipe_path.write_text(recipe.to_yaml())
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["train", str(recipe_path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(tmp_path / "run") in lines[0] and "--overwrite" in lines[0], lines
+    assert main(["train", str(recipe_path), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["steps"] == 1
+
+
+def test_resuming_from_a_checkpoint_in_the_run_directory_continues_it(toy, tmp_path):
+    training = {"max_steps": 4, "eval_strategy": "steps", "eval_steps": 2, "save_checkpoints": True}
+    train(_recipe(toy, tmp_path, training=training))
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-2"
+    assert checkpoint.is_dir()
+    resumed = train(_recipe(toy, tmp_path, training=dict(training, resume_from_checkpoint=str(checkpoint))))
+    assert resumed["train"]["steps"] == 4
+    with pytest.raises(ValueError, match="training.overwrite would delete the checkpoint to resume from"):
+        train(_recipe(toy, tmp_path, training=dict(training, resume_from_checkpoint=str(checkpoint),
+                                                   overwrite=True)))
+
+
+class _Interrupt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_leaves_no_metrics_json(toy, tmp_path, monkeypatch):
+    import dropout_tune.files as files
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"old": "run"}')
+    recipe = _recipe(toy, tmp_path, training={"max_steps": 2, "eval_strategy": "no", "overwrite": True})
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, extra_callbacks=[_Interrupt()])
+    assert not (run / "metrics.json").exists()  # the replaced run's metrics do not describe the new one
+    # interrupted while metrics.json itself is written: there is no file rather than half of one
+    real_replace = files.os.replace
+
+    def interrupted_replace(src, dst):
+        if Path(dst).name == "metrics.json":
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe)
+    assert not (run / "metrics.json").exists()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".metrics.json")]  # no temporary left behind
+
+
+def test_train_into_a_path_that_is_not_a_directory_fails_before_loading(toy, tmp_path, capsys, monkeypatch):
+    import dropout_tune.train as train_module
+    from dropout_tune.cli import main
+
+    (tmp_path / "file").write_text("x")
+    recipe_path = tmp_path / "toy.yaml"
+    recipe_path.write_text(_recipe(toy, tmp_path, training={"output_dir": str(tmp_path / "file" / "run")}).to_yaml())
+    monkeypatch.setattr(train_module, "build_trainer", lambda *a, **k: pytest.fail("loaded before checking"))
+    capsys.readouterr()
+    assert main(["train", str(recipe_path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not a directory" in lines[0] and str(tmp_path / "file") in lines[0], lines
+
+
+def test_train_with_an_uncached_hub_id_offline_fails_in_one_line(toy, tmp_path, capsys, monkeypatch):
+    from dropout_tune.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe_path = tmp_path / "toy.yaml"
+    recipe_path.write_text(_recipe(toy, tmp_path, model={"name": "no-such-org/no-such-model"}).to_yaml())
+    capsys.readouterr()
+    assert main(["train", str(recipe_path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'no-such-org/no-such-model'" in lines[0] and "HF_HUB_OFFLINE" in lines[0], lines
+
+
+def test_learning_curve_plot_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    from dropout_tune.rundir import plot_learning_curve
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a user's non-Agg backend
+    try:
+        history = [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.6, "eval_loss": 0.65}]
+        steps = [{"step": 1, "dropout/hidden": 0.1}, {"step": 2, "dropout/hidden": 0.0}]
+        plot_learning_curve(history, steps, tmp_path / "curve.png", title="t")
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
+    finally:
+        matplotlib.use(before)
