@@ -29,6 +29,7 @@ import torch
 from transformers import TrainerCallback
 
 from .callbacks import DropoutScheduleCallback
+from .encoding import tokenize_task
 from .patching import apply_dropout, current_rates
 from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
@@ -98,16 +99,6 @@ def _trainer_class():
     return DropoutTrainer
 
 
-def _tokenize(recipe: Recipe, task, splits, tokenizer):
-    columns = list(task.text_columns)
-
-    def encode(batch):
-        texts = [batch[c] for c in columns]
-        return tokenizer(*texts, truncation=True, max_length=recipe.data.max_length)
-
-    return splits.map(encode, batched=True, remove_columns=columns, desc="tokenize")
-
-
 def _build_model(recipe: Recipe, task, model_path: str):
     from .loading import load_model
 
@@ -159,7 +150,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
     if task.is_regression and recipe.regularization.label_smoothing > 0:
         raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    tokenized = _tokenize(recipe, task, splits, tokenizer)
+    tokenized = tokenize_task(splits, tokenizer, task.text_columns, recipe.data.max_length)
     model = _build_model(recipe, task, model_path)
 
     t = recipe.training
