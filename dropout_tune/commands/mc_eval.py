@@ -1,9 +1,9 @@
-"""``dropout-tune mc-eval RUN_DIR_OR_MODEL --task TASK``: MC-dropout evaluation with calibration metrics.
+"""dropout-tune mc-eval RUN_DIR_OR_MODEL --task TASK: MC-dropout evaluation with calibration metrics.
 
-Writes ``mc_eval.json`` (metrics of the deterministic and the MC prediction side by side, uncertainty summaries,
-reliability bins, OOD AUROC with ``--ood-task``) and ``reliability.png`` into ``--output`` (default: the run directory,
-or ``./mc_eval`` for a model name), and prints a table. Under ``accelerate launch`` with several processes every
-example is counted once and the main process writes. A training run calls :func:`evaluate` directly.
+Writes mc_eval.json (metrics of the deterministic and the MC prediction side by side, uncertainty summaries,
+reliability bins, OOD AUROC with --ood-task) and reliability.png into --output (default: the run directory,
+or ./mc_eval for a model name), and prints a table. Under accelerate launch with several processes every
+example is counted once and the main process writes. A training run calls evaluate() directly.
 
 Example:
     dropout-tune mc-eval runs/rt --samples 20 --mode trunk --stochastic-layers 1 --ood-task snli
