@@ -1,6 +1,6 @@
-"""The dropout-tune command line: one sub-command per module in dropout_tune/commands.
+"""dropout-tune: dropout as a schedulable, measurable knob when fine-tuning Hugging Face transformers.
 
-Every sub-command module defines register(subparsers), which adds its parser and sets func. Bad input (ValueError,
+The command line has one sub-command per module in dropout_tune/commands. Every sub-command module defines register(subparsers), which adds its parser and sets func. Bad input (ValueError,
 OSError such as a missing file, KeyError from validation) prints one line and exits 2.
 """
 

@@ -1,8 +1,8 @@
 """dropout-tune recipes {list,copy}: the recipes and accelerate launch configs that ship with the package.
 
-  dropout-tune recipes list                         every shipped file, with its one-line description
+  dropout-tune recipes list                            every shipped file, with its one-line description
   dropout-tune recipes copy rotten_tomatoes mine.yaml  a copy to edit (never overwrites)
-  dropout-tune train mine.yaml                      train from the copy (or: dropout-tune train rotten_tomatoes)
+  dropout-tune train mine.yaml                         train from the copy (or: dropout-tune train rotten_tomatoes)
 """
 
 from __future__ import annotations
