@@ -1,7 +1,7 @@
-"""The ``dropout-tune`` command line: one sub-command per module in :mod:`dropout_tune.commands`.
+"""dropout-tune: dropout as a schedulable, measurable knob when fine-tuning Hugging Face transformers.
 
-Every sub-command module defines ``register(subparsers)`` (adds its parser and sets ``func``). Bad input
-(``ValueError``, ``FileNotFoundError``, ``KeyError`` from validation) prints one line and exits 2.
+The command line has one sub-command per module in dropout_tune/commands. Every sub-command module defines register(subparsers), which adds its parser and sets func. Bad input (ValueError,
+OSError such as a missing file, KeyError from validation) prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import argparse
 import importlib
 import sys
 
-# name -> module under dropout_tune.commands; imported lazily so `--help` stays fast.
+# name -> module under dropout_tune.commands; each module imports its heavy dependencies inside run(), so that
+# `--help` stays fast.
 COMMANDS = {
     "inspect": "inspect",
     "plot-schedule": "plot_schedule",
     "train": "train",
+    "recipes": "recipes",
     "data": "data",
     "mc-eval": "mc_eval",
     "compare": "compare",
@@ -22,25 +24,33 @@ COMMANDS = {
 }
 
 
-class UsageError(ValueError):
-    """Bad input from the user: reported in one line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dropout-tune", description=__doc__.splitlines()[0])
     from . import __version__
 
+    parser = argparse.ArgumentParser(prog="dropout-tune", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dropout-tune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(f"dropout_tune.commands.{module_name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"dropout_tune.commands.{module_name}":
-                raise
-            continue  # command not built yet
-        module.register(sub)
+        # a command that fails to import is a broken installation: let the error surface
+        importlib.import_module(f"dropout_tune.commands.{module_name}").register(sub)
     return parser
+
+
+def error_line(err: BaseException) -> str:
+    """The one line a user sees for ``err``.
+
+    >>> error_line(KeyError("no task 'x'"))
+    "no task 'x'"
+    >>> error_line(FileNotFoundError(2, "No such file or directory", "a.yaml"))
+    'a.yaml: No such file or directory'
+    """
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])
+    elif isinstance(err, OSError) and err.strerror and err.filename:
+        message = f"{err.filename}: {err.strerror}"
+    else:
+        message = str(err)
+    return (message.strip().splitlines() or [type(err).__name__])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dropout-tune {args.command}: error: {message}", file=sys.stderr)
+    except (ValueError, OSError, KeyError) as err:
+        print(f"dropout-tune {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

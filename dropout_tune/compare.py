@@ -1,7 +1,12 @@
 """Compare dropout schedules: run recipe variants over seeds, then means, 95% confidence intervals and a plot.
 
 Intervals are Student-t intervals over seeds (n - 1 degrees of freedom); with one seed there is no interval and the
-table says so. Differences against the first variant are paired by seed (same data order and initialisation).
+table says so. Differences against the first variant (the baseline) are paired by seed (same data order and
+initialisation); their p-values come from a two-sided paired t-test, Holm-adjusted when three or more variants
+make several comparisons against the one baseline.
+
+A finished run is reused only when the recipe it was made with (its recipe.yaml) equals the one requested now;
+otherwise it is trained again and the differing keys are printed.
 
 Example:
     >>> summarize([0.70, 0.72, 0.74])["mean"]
@@ -15,12 +20,17 @@ Example:
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from .recipe import Recipe
-from .rundir import read_json, write_json
+from .figures import save_figure
+from .files import atomic_write_text, check_writable_dir, read_json, write_json
+from .recipe import Recipe, apply_overrides
+
+# keys compare sets itself for every run; an override of them would make runs collide or mislabel seeds
+_MANAGED_KEYS = ("training.seed", "training.output_dir")
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
@@ -35,6 +45,33 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"n": n, "mean": round(mean, 10), "std": std, "ci95": float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))}
 
 
+def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment (controls the family-wise error rate), in the input order; None stays None.
+
+    The k-th smallest of m p-values becomes max over j <= k of min(1, (m - j + 1) * p_(j)).
+
+    >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[Optional[float]] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_p_value(values: Sequence[float], baseline: Sequence[float]) -> Optional[float]:
+    """Two-sided paired t-test p-value; None with fewer than 2 pairs or when every difference is the same."""
+    from scipy import stats
+
+    differences = [v - b for v, b in zip(values, baseline)]
+    if len(differences) < 2 or max(differences) == min(differences):
+        return None
+    return float(stats.ttest_rel(values, baseline).pvalue)
+
+
 @dataclass
 class Variant:
     label: str
@@ -45,45 +82,80 @@ class Variant:
 class Comparison:
     metric: str
     results: dict[str, dict[int, dict]] = field(default_factory=dict)  # label -> seed -> metrics.json
+    settings: dict[str, dict] = field(default_factory=dict)  # label -> recipe, schedule, spec, overrides
 
     def scores(self, label: str, split: str = "test") -> dict[int, float]:
         return {seed: m[split][self.metric] for seed, m in sorted(self.results[label].items())}
 
+    @property
+    def baseline(self) -> str:
+        return next(iter(self.results))
+
+    @property
+    def adjusted(self) -> bool:
+        """Whether p-values are Holm-adjusted: three or more variants, so two or more comparisons."""
+        return len(self.results) >= 3
+
+    def differences(self) -> dict[str, dict[str, Any]]:
+        """Per non-baseline variant: the paired test-split difference (summary), its p-value and Holm's."""
+        base = self.scores(self.baseline)
+        out: dict[str, dict[str, Any]] = {}
+        for label in list(self.results)[1:]:
+            test = self.scores(label)
+            common = sorted(set(test) & set(base))
+            out[label] = {"seeds": common, "p": paired_p_value([test[k] for k in common], [base[k] for k in common]),
+                          **(summarize([test[k] - base[k] for k in common]) if common else {"n": 0})}
+        for label, p in zip(out, holm([d["p"] for d in out.values()])):
+            out[label]["p_holm"] = p if self.adjusted else None
+        return out
+
     def table(self) -> str:
-        labels = list(self.results)
+        """Markdown table, with a note under it saying how the p-values were made."""
+        differences = self.differences()
+        p_header = "p (Holm)" if self.adjusted else "p"
         lines = [f"| schedule | test {self.metric} (mean ± 95% CI) | seeds | validation {self.metric} | "
-                 f"Δ test vs {labels[0]} (paired) | train s/run |", "|---|---|---|---|---|---|"]
-        base = self.scores(labels[0])
-        for label in labels:
-            test, val = self.scores(label), self.scores(label, "validation")
-            s, v = summarize(list(test.values())), summarize(list(val.values()))
-            diff = "—"
-            if label != labels[0]:
-                common = sorted(set(test) & set(base))
-                d = summarize([test[k] - base[k] for k in common]) if common else None
-                if d:
-                    diff = f"{d['mean']:+.4f}" + (f" ± {d['ci95']:.4f}" if d["ci95"] is not None else " (1 seed)")
+                 f"Δ test vs {self.baseline} (paired) | {p_header} | train s/run |", "|---|---|---|---|---|---|---|"]
+        for label in self.results:
+            s = summarize(list(self.scores(label).values()))
+            v = summarize(list(self.scores(label, "validation").values()))
+            diff, p = "—", "—"
+            d = differences.get(label)
+            if d and d["n"]:
+                diff = f"{d['mean']:+.4f}" + (f" ± {d['ci95']:.4f}" if d["ci95"] is not None else " (1 seed)")
+                shown = d["p_holm"] if self.adjusted else d["p"]
+                p = "—" if shown is None else f"{shown:.3g}"
             runtime = [m["train"]["runtime_s"] for m in self.results[label].values() if m["train"].get("runtime_s")]
-            lines.append(f"| {label} | {_pm(s)} | {len(test)} | {v['mean']:.4f} | {diff} | "
+            lines.append(f"| {label} | {_pm(s)} | {len(self.results[label])} | {v['mean']:.4f} | {diff} | {p} | "
                          f"{sum(runtime) / max(len(runtime), 1):.0f} |")
+        if len(self.results) > 1:
+            note = (f"p: two-sided paired t-test over seeds against {self.baseline}" +
+                    (f", Holm-adjusted over the {len(differences)} comparisons (family-wise error)"
+                     if self.adjusted else "") + "; — where fewer than 2 seeds pair up.")
+            lines += ["", note]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        out = {"metric": self.metric, "variants": {}}
+        differences = self.differences()
+        out: dict[str, Any] = {"metric": self.metric, "baseline": self.baseline,
+                               "p_values": "paired t-test" + (", Holm-adjusted" if self.adjusted else ""),
+                               "variants": {}}
         for label in self.results:
-            out["variants"][label] = {"test": summarize(list(self.scores(label).values())),
+            out["variants"][label] = {**self.settings.get(label, {}),
+                                      "test": summarize(list(self.scores(label).values())),
                                       "validation": summarize(list(self.scores(label, "validation").values())),
                                       "per_seed": self.scores(label)}
+            if label in differences:
+                out["variants"][label]["difference_vs_baseline"] = differences[label]
         return out
 
     def plot(self, path: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        """Mean ± 95% CI per variant with each seed's score beside it (the matplotlib object API: the caller's
+        backend is left alone)."""
+        from matplotlib.figure import Figure
 
         labels = list(self.results)
-        fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(labels), 3.8))
+        fig = Figure(figsize=(1.6 + 1.4 * len(labels), 3.8), layout="tight")
+        ax = fig.add_subplot()
         for i, label in enumerate(labels):
             values = list(self.scores(label).values())
             s = summarize(values)
@@ -92,9 +164,7 @@ class Comparison:
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
         ax.set_ylabel(f"test {self.metric}")
         ax.set_title("mean ± 95% CI over seeds (dots: seeds)")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, dpi=110)
 
 
 def _pm(s: dict) -> str:
@@ -119,33 +189,123 @@ def variants_from(recipes: Sequence[Recipe], schedules: Sequence[str] = ()) -> l
     return out
 
 
-def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Path,
-                   overrides: Sequence[str] = (), reuse: bool = True) -> Comparison:
-    """Train every variant with every seed (runs under ``output_dir/<label>/seed<k>``; finished runs are reused
-    when ``reuse``), then write ``comparison.json``, ``comparison.md`` and ``comparison.png``."""
-    from .train import train
+def resolved(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as a flat ``{dotted.key: value}`` dict, schedule and spec in canonical form, so that two
+    spellings of the same schedule compare equal."""
+    data = recipe.to_dict()
+    schedule = recipe.dropout.parsed_schedule()
+    data["dropout"]["schedule"] = schedule.to_dict() if schedule is not None else None
+    data["dropout"]["spec"] = dict(recipe.dropout.parsed_spec().items())
+    return _flatten(data)
 
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value and not (prefix == "dropout." and key in ("schedule", "spec")):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def recipe_differences(old: Recipe, new: Recipe, ignore: Sequence[str] = ()) -> list[str]:
+    """``key: old -> new`` for every resolved key that differs (keys in ``ignore`` aside).
+
+    >>> recipe_differences(Recipe(), Recipe.from_dict({}, ["data.max_train=48"]))
+    ['data.max_train: None -> 48']
+    >>> recipe_differences(Recipe.from_dict({"dropout": {"schedule": "hidden=0.1"}}),
+    ...                    Recipe.from_dict({"dropout": {"schedule": {"hidden": 0.1}}}))
+    []
+    """
+    a, b = resolved(old), resolved(new)
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
+            if a.get(key) != b.get(key) and key not in ignore]
+
+
+def finished_run(recipe: Recipe) -> tuple[Optional[dict], str]:
+    """``(metrics, "")`` when ``recipe.output_dir`` holds a finished run made with ``recipe``; else ``(None, why)``,
+    ``why`` being empty when the folder holds nothing."""
+    run_dir = recipe.output_dir
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None, ""
+    if not (run_dir / "metrics.json").is_file():
+        return None, "unfinished run (no metrics.json)"
+    try:
+        previous = Recipe.from_yaml(run_dir / "recipe.yaml")
+    except (ValueError, OSError) as err:
+        return None, f"its recipe.yaml cannot be read ({str(err).splitlines()[0]})"
+    # the folder is the run's identity; the same folder spelled another way (./x, an absolute path) is no change
+    differences = recipe_differences(previous, recipe, ignore=("training.output_dir",))
+    if differences:
+        return None, "made with another recipe: " + "; ".join(differences)
+    return read_json(run_dir / "metrics.json"), ""
+
+
+def _check_variants(variants: Sequence[Variant], seeds: Sequence[int], overrides: Sequence[str]) -> None:
     if not variants or not seeds:
         raise ValueError("compare needs at least one variant and one seed")
     labels = [v.label for v in variants]
     if len(set(labels)) != len(labels):
         raise ValueError(f"variant labels must be distinct, got {labels}")
-    output_dir = Path(output_dir)
-    comparison: Optional[Comparison] = None
+    for label in labels:  # each label is a folder under the output directory
+        if label in ("", ".", "..") or label.startswith(".") or "/" in label or "\\" in label:
+            raise ValueError(f"variant label {label!r}: must be a plain folder name (no '/', not starting with '.')")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: {list(seeds)} repeats a seed")
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in _MANAGED_KEYS:
+            raise ValueError(f"--set {item!r}: compare sets {key} itself (use --seeds and -o)")
+
+
+def plan_runs(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Path,
+              overrides: Sequence[str] = ()) -> list[tuple[Variant, int, Recipe]]:
+    """Every (variant, seed, resolved recipe) to run, in order; validates everything before anything trains."""
+    _check_variants(variants, seeds, overrides)
+    runs = []
     for variant in variants:
         for seed in seeds:
-            data = variant.recipe.to_dict()
+            data = apply_overrides(variant.recipe.to_dict(), list(overrides))
             data["training"]["seed"] = seed
-            data["training"]["output_dir"] = str(output_dir / variant.label / f"seed{seed}")
-            recipe = Recipe.from_dict(data, list(overrides))
-            metrics = read_json(recipe.output_dir / "metrics.json") if reuse else None
-            if metrics is None:
-                metrics = train(recipe)
-            if comparison is None:
-                comparison = Comparison(metric=metrics["main_metric"])
-            comparison.results.setdefault(variant.label, {})[seed] = metrics
+            data["training"]["output_dir"] = str(Path(output_dir) / variant.label / f"seed{seed}")
+            runs.append((variant, seed, Recipe.from_dict(data)))
+    return runs
+
+
+def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Path,
+                   overrides: Sequence[str] = (), reuse: bool = True,
+                   log: Callable[[str], None] = print) -> Comparison:
+    """Train every variant with every seed (runs under ``output_dir/<label>/seed<k>``), then write
+    ``comparison.json``, ``comparison.md`` and ``comparison.png``. With ``reuse``, a finished run made with the
+    same resolved recipe is reused; any other content of a run's folder is cleared before it is trained again."""
+    from .train import train
+
+    output_dir = check_writable_dir(output_dir, "compare output directory")
+    runs = plan_runs(variants, seeds, output_dir, overrides)
+    comparison: Optional[Comparison] = None
+    for k, (variant, seed, recipe) in enumerate(runs, 1):
+        log(f"[{k}/{len(runs)}] {variant.label} seed={seed}")
+        metrics, why = finished_run(recipe) if reuse else (None, "")
+        if metrics is not None:
+            log(f"reusing {recipe.output_dir}")
+        else:
+            if recipe.output_dir.is_dir() and any(recipe.output_dir.iterdir()):
+                log(f"re-running {recipe.output_dir}: {why or 'reuse is off'}")
+                shutil.rmtree(recipe.output_dir)  # compare's own folder; stale files must not mix with new ones
+            metrics = train(recipe)
+        if comparison is None:
+            comparison = Comparison(metric=metrics["main_metric"])
+        comparison.results.setdefault(variant.label, {})[seed] = metrics
+        comparison.settings.setdefault(variant.label, _settings(variant, recipe, overrides))
     assert comparison is not None
     write_json(output_dir / "comparison.json", comparison.to_dict())
-    (output_dir / "comparison.md").write_text(comparison.table() + "\n")
+    atomic_write_text(output_dir / "comparison.md", comparison.table() + "\n")
     comparison.plot(output_dir / "comparison.png")
     return comparison
+
+
+def _settings(variant: Variant, recipe: Recipe, overrides: Sequence[str]) -> dict[str, Any]:
+    schedule = recipe.dropout.parsed_schedule()
+    return {"recipe": variant.recipe.name, "schedule": schedule.to_dict() if schedule is not None else None,
+            "spec": dict(recipe.dropout.parsed_spec().items()), "overrides": list(overrides)}

@@ -288,7 +288,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="dropout_tune.train", description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    parser.add_argument("recipe", help="recipe YAML file, or a shipped recipe's name (e.g. rotten_tomatoes)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. training.epochs=2 data.max_train=500")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run already in the output directory (same as training.overwrite=true)")
@@ -297,11 +297,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> int:
-    """Train from a recipe file and print the summary; bad input is one line on stderr and exit code 2."""
+    """Train from a recipe file (or a shipped recipe's name) and print the summary; bad input is one line on stderr and exit code 2."""
+    from .recipe_catalog import resolve_recipe
     from .runtime import is_main_process
 
     try:
-        recipe = Recipe.from_yaml(recipe_path, [*overrides, *(["training.overwrite=true"] if overwrite else [])])
+        recipe = Recipe.from_yaml(resolve_recipe(recipe_path), [*overrides, *(["training.overwrite=true"] if overwrite else [])])
         metrics = train(recipe)
     except (ValueError, FileNotFoundError) as err:
         print(f"dropout-tune train: error: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+import dropout_tune.files as files
 import dropout_tune.rundir as rundir
 import dropout_tune.train as train_module
 from dropout_tune.patching import current_rates
@@ -33,20 +34,23 @@ class Probe(TrainerCallback):
 
 
 def record_writes() -> list:
-    """Every file the package writes goes through these functions: record the calls this rank makes."""
+    """Every file the package writes goes through these functions (those of them that exist): record the path of
+    each call this rank makes, as "function:path"."""
     writes: list = []
 
     def recording(fn, label):
-        def wrapper(path, *args, **kwargs):
+        def wrapper(*args, **kwargs):
+            path = next((a for a in args if isinstance(a, (str, os.PathLike))), None)
             writes.append(f"{label}:{path}")
-            return fn(path, *args, **kwargs)
+            return fn(*args, **kwargs)
 
         return wrapper
 
-    rundir.atomic_write_text = recording(rundir.atomic_write_text, "text")
-    train_module.atomic_write_text = rundir.atomic_write_text
-    train_module.write_json = recording(train_module.write_json, "json")
-    train_module._save_model = recording(train_module._save_model, "model")  # (trainer, dir): label the trainer
+    for module, name in [(files, "atomic_write_bytes"), (rundir, "atomic_write_text"), (rundir, "write_json"),
+                         (train_module, "atomic_write_text"), (train_module, "write_json"),
+                         (train_module, "_save_model")]:
+        if hasattr(module, name):
+            setattr(module, name, recording(getattr(module, name), name))
     return writes
 
 

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from dropout_tune.compare import run_comparison, summarize, variants_from
+from dropout_tune.compare import (Comparison, Variant, holm, recipe_differences, run_comparison, summarize,
+                                  variants_from)
 from dropout_tune.recipe import Recipe
 from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
 
@@ -52,3 +53,131 @@ def test_two_schedules_two_seeds(tmp_path):
     mtime = (tmp_path / "cmp" / "off" / "seed2" / "metrics.json").stat().st_mtime
     run_comparison(variants, [1, 2], tmp_path / "cmp")
     assert (tmp_path / "cmp" / "off" / "seed2" / "metrics.json").stat().st_mtime == mtime
+
+
+# ---- stale runs, p-values, output checks ------------------------------------------------------------------------------
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted: 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> raised to 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, None, 0.6]) == pytest.approx([1.0, None, 1.0])  # capped at 1; None (no test) stays None
+    assert holm([0.2]) == [0.2]
+
+
+def _metrics(test, validation=None):
+    return {"main_metric": "accuracy", "test": {"accuracy": test}, "validation": {"accuracy": validation or test},
+            "train": {"runtime_s": 1.0}}
+
+
+def test_three_variants_report_holm_adjusted_paired_p_values():
+    from scipy import stats
+
+    scores = {"base": [0.70, 0.72, 0.71, 0.69], "a": [0.74, 0.75, 0.73, 0.74], "b": [0.71, 0.74, 0.70, 0.72]}
+    comparison = Comparison("accuracy", {label: {seed: _metrics(v) for seed, v in enumerate(values, 1)}
+                                         for label, values in scores.items()})
+    raw = [stats.ttest_rel(scores[k], scores["base"]).pvalue for k in ("a", "b")]
+    expected = holm(raw)
+    differences = comparison.differences()
+    assert [differences[k]["p"] for k in ("a", "b")] == pytest.approx(raw)
+    assert [differences[k]["p_holm"] for k in ("a", "b")] == pytest.approx(expected)
+    table = comparison.table()
+    assert "p (Holm)" in table and "Holm-adjusted over the 2 comparisons" in table
+    assert f"{expected[0]:.3g}" in table.splitlines()[3]  # the row of variant a
+    data = comparison.to_dict()
+    assert data["variants"]["b"]["difference_vs_baseline"]["p_holm"] == pytest.approx(expected[1])
+    # two variants: one comparison, nothing to adjust
+    two = Comparison("accuracy", {k: comparison.results[k] for k in ("base", "a")})
+    assert "Holm" not in two.table() and two.differences()["a"]["p_holm"] is None
+
+
+def _toy_recipe(tmp_path, **training):
+    save_tiny_text_model(tmp_path / "model")
+    write_toy_text_task(tmp_path / "data", sizes=(48, 8, 8))
+    return Recipe.from_dict({"name": "toy", "model": {"name": str(tmp_path / "model")},
+                             "data": {"task": str(tmp_path / "data"), "max_length": 16},
+                             "training": {"batch_size": 4, "max_steps": 2, "eval_strategy": "no", **training}})
+
+
+def test_a_run_made_with_another_recipe_is_trained_again_not_reused(tmp_path):
+    variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1"])
+    out = tmp_path / "cmp"
+    log = []
+    first = run_comparison(variants, [1], out, ["data.max_train=16"], log=log.append)
+    assert log == ["[1/1] const seed=1"]
+    assert first.results["const"][1]["train"]["examples"] == 16
+
+    log.clear()
+    second = run_comparison(variants, [1], out, ["data.max_train=32"], log=log.append)
+    assert log[0] == "[1/1] const seed=1"
+    assert log[1].startswith(f"re-running {out / 'const' / 'seed1'}: made with another recipe")
+    assert "data.max_train: 16 -> 32" in log[1]
+    assert second.results["const"][1]["train"]["examples"] == 32  # new numbers, not the stale run's
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["variants"]["const"]["overrides"] == ["data.max_train=32"]
+    assert saved["variants"]["const"]["schedule"]["hidden"] == {"shape": "constant", "p": 0.1}
+
+    log.clear()
+    mtime = (out / "const" / "seed1" / "metrics.json").stat().st_mtime_ns
+    third = run_comparison(variants, [1], out, ["data.max_train=32"], log=log.append)
+    assert log == ["[1/1] const seed=1", f"reusing {out / 'const' / 'seed1'}"]
+    assert (out / "const" / "seed1" / "metrics.json").stat().st_mtime_ns == mtime
+    assert third.results["const"][1] == second.results["const"][1]
+
+
+def test_another_schedule_under_the_same_label_is_trained_again(tmp_path):
+    base = _toy_recipe(tmp_path)
+    out = tmp_path / "cmp"
+    run_comparison(variants_from([base], ["v=all=0.1"]), [1], out, log=lambda _: None)
+    log = []
+    run_comparison(variants_from([base], ["v=all=off_after:0.1:at=0.5"]), [1], out, log=log.append)
+    assert "re-running" in log[1] and "dropout.schedule" in log[1]
+    steps = (out / "v" / "seed1" / "steps.jsonl").read_text().splitlines()
+    assert json.loads(steps[-1])["dropout/hidden"] == 0.0  # the new schedule ran
+
+
+def test_recipe_differences_name_the_keys():
+    old = Recipe.from_dict({"dropout": {"schedule": "hidden=0.1"}})
+    new = Recipe.from_dict({"dropout": {"schedule": "hidden=0.2"}, "optim": {"learning_rate": 1e-4}})
+    assert recipe_differences(old, new) == [
+        "dropout.schedule: {'hidden': {'shape': 'constant', 'p': 0.1}} -> {'hidden': {'shape': 'constant', 'p': 0.2}}",
+        "optim.learning_rate: 5e-05 -> 0.0001"]
+    assert recipe_differences(old, Recipe.from_dict({"dropout": {"schedule": {"hidden": 0.1}}})) == []
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"overrides": ["training.seed=3"]}, "compare sets training.seed itself"),
+    ({"overrides": ["training.output_dir=/tmp/x"]}, "compare sets training.output_dir itself"),
+    ({"seeds": [1, 1]}, "repeats a seed"),
+    ({"label": "../x"}, "plain folder name"),
+])
+def test_bad_comparisons_fail_before_training(bad, message, tmp_path, monkeypatch):
+    import dropout_tune.train
+
+    monkeypatch.setattr(dropout_tune.train, "train", lambda *a, **k: pytest.fail("trained despite bad input"))
+    variants = [Variant(bad.get("label", "v"), Recipe())]
+    with pytest.raises(ValueError, match=message):
+        run_comparison(variants, bad.get("seeds", [1]), tmp_path / "cmp", bad.get("overrides", ()))
+
+
+def test_output_that_is_a_file_fails_before_training(tmp_path, monkeypatch):
+    import dropout_tune.train
+
+    monkeypatch.setattr(dropout_tune.train, "train", lambda *a, **k: pytest.fail("trained despite bad output"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="compare output directory .*file.*not a directory"):
+        run_comparison([Variant("v", Recipe())], [1], tmp_path / "file" / "cmp")
+
+
+def test_plot_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # any non-Agg backend: plotting must not switch it
+    try:
+        comparison = Comparison("accuracy", {"a": {1: _metrics(0.7), 2: _metrics(0.72)}, "b": {1: _metrics(0.71)}})
+        comparison.plot(tmp_path / "c.png")
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        matplotlib.use(before)

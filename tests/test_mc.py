@@ -535,13 +535,13 @@ DIST_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.distributed
-def test_two_processes_count_every_example_once(tmp_path):
+def test_two_processes_count_every_example_once(tmp_path, free_port, run_process):
     script = tmp_path / "dist.py"
     script.write_text(DIST_SCRIPT)
     out = tmp_path / "out.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(out)],
-                   check=True, env=env, capture_output=True, timeout=240)
+    run_process([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+                 script, out], env=env, timeout=240)
     import json
 
     result = json.loads(out.read_text())

@@ -1,14 +1,17 @@
-"""``dropout-tune compare RECIPE [RECIPE ...] [--schedule LABEL=SCHEDULE ...] --seeds 1 2 3``: train each variant
-with each seed, print mean ± 95% CI per variant and paired differences, write comparison.{json,md,png}."""
+"""dropout-tune compare RECIPE [RECIPE ...] [--schedule LABEL=SCHEDULE ...] --seeds 1 2 3: train each variant with
+each seed, print mean ± 95% CI per variant and paired differences against the first (Holm-adjusted p-values with
+three or more variants), and write comparison.json, comparison.md and comparison.png.
+
+A finished run under the output directory is reused only when it was made with the same resolved recipe; otherwise
+it is trained again and the differing keys are printed."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("compare", help="compare dropout schedules over seeds", description=__doc__)
-    parser.add_argument("recipes", nargs="+", help="recipe YAML files (each one a variant)")
+    parser.add_argument("recipes", nargs="+", metavar="RECIPE",
+                        help="recipe YAML files or shipped recipe names (each one a variant)")
     parser.add_argument("--schedule", action="append", default=[], metavar="LABEL=SCHEDULE",
                         help="variants of the first recipe that differ only in their dropout schedule "
                              "(compact form, e.g. off70=all=off_after:0.1:at=0.7)")
@@ -23,10 +26,11 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..compare import run_comparison, variants_from
     from ..recipe import Recipe
+    from ..recipe_catalog import resolve_recipe
 
-    recipes = [Recipe.from_yaml(path) for path in args.recipes]
+    recipes = [Recipe.from_yaml(resolve_recipe(name)) for name in args.recipes]
     variants = variants_from(recipes, args.schedule)
-    comparison = run_comparison(variants, args.seeds, Path(args.output), args.overrides, reuse=not args.no_reuse)
+    comparison = run_comparison(variants, args.seeds, args.output, args.overrides, reuse=not args.no_reuse)
     print(comparison.table())
     print(f"written: {args.output}/comparison.json, comparison.md, comparison.png")
     return 0

@@ -1,4 +1,4 @@
-"""``dropout-tune data {list,show,prepare}``: the available tasks, a look at one, and offline preparation."""
+"""dropout-tune data {list,show,prepare}: the available tasks, a look at one, and offline preparation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``dropout-tune inspect MODEL [--dropout SPEC] [--json]``: list a model's dropout sites, collapsed over layers."""
+"""dropout-tune inspect MODEL [--dropout SPEC] [--json]: list a model's dropout sites, collapsed over layers."""
 
 from __future__ import annotations
 
