@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -130,8 +131,12 @@ def test_train_takes_a_recipe_by_name_and_a_path_wins(tmp_path, monkeypatch, cap
     import dropout_tune.train
     from dropout_tune.recipe_catalog import packaged_recipe
 
-    calls = []
-    monkeypatch.setattr(dropout_tune.train, "run_cli", lambda path, overrides: calls.append((path, overrides)) or 0)
+    calls = []  # (recipe file, overrides) as run_cli resolves them; training itself is stubbed out
+    monkeypatch.setattr(dropout_tune.train.Recipe, "from_yaml",
+                        staticmethod(lambda path, overrides=(): calls.append((str(path), list(overrides))) or
+                                     SimpleNamespace(output_dir="stub")))
+    monkeypatch.setattr(dropout_tune.train, "train", lambda recipe: {})
+    monkeypatch.setattr(dropout_tune.train, "summary_table", lambda metrics: "")
     monkeypatch.chdir(tmp_path)
     assert main(["train", "rotten_tomatoes", "training.max_steps=2"]) == 0
     assert calls[-1] == (str(packaged_recipe("rotten_tomatoes")), ["training.max_steps=2"])
