@@ -279,11 +279,7 @@ def reliability_diagram(
                title=f"{name}\nECE {bins.expected_error():.4f}  acc {accuracy(p, labels):.4f}")
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    import io
+    from .figures import save_figure
 
-    from .files import atomic_write_bytes
-
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    atomic_write_bytes(path, png.getvalue())
+    save_figure(fig, path, dpi=100)
     return Path(path)

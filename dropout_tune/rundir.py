@@ -9,7 +9,6 @@ tokenizer), ``learning_curve.png``, ``checkpoints/`` (Trainer checkpoints, when 
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -17,10 +16,10 @@ from typing import Any, Iterable, Optional
 
 from transformers import TrainerCallback
 
-from . import files
-from .files import atomic_write_text, check_writable_dir, json_safe, write_json  # noqa: F401 - re-exported
+from .files import atomic_write_text, check_writable_dir, json_safe
+from .figures import save_figure
 from .patching import current_rates
-from .runtime import is_main_process, unwrap_model  # noqa: F401 - is_main_process re-exported
+from .runtime import unwrap_model
 
 #: Entries whose presence means a directory already holds a run.
 RUN_MARKERS = ("recipe.yaml", "metrics.json", "model", "checkpoints")
@@ -132,15 +131,9 @@ def plot_learning_curve(log_history: Iterable[dict], steps: list[dict], path: Pa
     if roles:
         ax_rate.legend(loc="upper right", fontsize="small", ncol=3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    files.atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, dpi=110)
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
-
-def read_json(path: Path) -> Optional[dict]:
-    """The JSON in ``path``, or None when there is no such file."""
-    return files.read_json(path) if Path(path).is_file() else None
