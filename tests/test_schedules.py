@@ -339,7 +339,7 @@ def test_plot_schedule_command_reports_bad_input_in_one_line(argv, message, tmp_
 
 
 def test_schedule_text_knows_the_grammar_only():
-    """The grammar module imports no schedule code (so schedules.py can use it without a cycle); the shapes come in
+    """The grammar module imports no schedule code (so the schedules package can use it without a cycle); the shapes come in
     as data."""
     import ast
     import inspect

@@ -1,61 +1,25 @@
-"""Dropout schedules: pure functions of training progress ``t`` in [0, 1] to a dropout rate ``p``.
+"""The schedule shapes: frozen, validated dataclasses mapping training progress ``t`` in [0, 1] to a rate ``p``.
 
-Progress of step ``s`` out of ``N`` optimizer steps is ``t = s / N``: the rate used for the optimizer step that
-takes ``global_step`` from ``s`` to ``s + 1``. The first step runs at ``t = 0``, the last at ``t = (N - 1) / N``;
-``t = 1`` is the end of training. Steps past ``N`` keep the rate of ``t = 1``.
+The formulas, the progress convention and the cutoff rule are in the package docstring (``dropout_tune.schedules``).
 
-=============  =========================  ==========================================================
-shape          parameters                 p(t)
-=============  =========================  ==========================================================
-constant       p                          p
-linear         start, end                 start·(1 − t) + end·t
-cosine         start, end                 end + (start − end)·(1 + cos πt) / 2
-off_after      p, at                      p if t < at, else 0
-early          p, until, ramp=constant    p if t < until, else 0
-early          p, until, ramp=linear      p·(1 − t / until) if t < until, else 0
-late           p, start                   0 if t < start, else p
-curriculum     p, gamma=10                p·(1 − e^(−γt))  (keep-probability 1 − p(t) decays from 1 to 1 − p)
-piecewise      points=[[t0, p0], ...]     linear between points; p0 before t0, pn after tn;
-                                          a repeated t is a jump (the later point holds from t on)
-=============  =========================  ==========================================================
-
-``early`` and ``late`` follow Liu et al. (ICML 2023, "Dropout Reduces Underfitting"); ``curriculum`` follows
-Morerio et al. (ICCV 2017, "Curriculum Dropout"), with γ per unit of training progress.
-
-Cutoffs are half-open: the rate switches *at* the cutoff, so ``off_after(0.1, at=0.5)`` over 10 steps uses 0.1
-for steps 0-4 and 0 for steps 5-9.
-
-Example:
-    >>> sched = ScheduleSet.parse("hidden=early:0.1:until=0.3,attention=0.1")
-    >>> sched.rates_at(0, 10)
-    {'attention': 0.1, 'hidden': 0.1}
-    >>> sched.rates_at(3, 10)
-    {'attention': 0.1, 'hidden': 0.0}
-    >>> sched.to_dict()["hidden"]
-    {'shape': 'early', 'p': 0.1, 'until': 0.3, 'ramp': 'constant'}
-    >>> ScheduleSet.from_dict(sched.to_dict()) == sched
-    True
-    >>> ScheduleSet.parse("hidden=early:0.1:until=1.5")
-    Traceback (most recent call last):
-    ...
-    ValueError: hidden.until: 1.5 is outside [0, 1]
+    >>> early(0.1, until=0.3).at_step(3, 10), Linear(0.2, 0.0)(0.5)
+    (0.0, 0.1)
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, ClassVar, Iterator, Mapping, Union
+from typing import Any, ClassVar
 
-from .roles import ALL, ROLES, expand_all, validate_rate, validate_role
-from .schedule_text import format_schedule, parse_schedule, parse_schedule_set
+from ..roles import validate_rate
+from ..schedule_text import format_schedule
 
 __all__ = [
     "Shape", "Ramp", "Schedule", "Constant", "Linear", "Cosine", "OffAfter", "Early", "Late", "Curriculum",
-    "Piecewise", "ScheduleSet", "progress_of", "constant", "linear", "cosine", "off_after", "early", "late",
-    "curriculum", "piecewise",
+    "Piecewise", "progress_of", "constant", "linear", "cosine", "off_after", "early", "late", "curriculum",
+    "piecewise",
 ]
 
 
@@ -376,188 +340,3 @@ _SHAPE_CLASSES: dict[Shape, type[Schedule]] = {
 # Lower-case constructors read like the shape names: early(0.1, until=0.3).
 constant, linear, cosine, off_after = Constant, Linear, Cosine, OffAfter
 early, late, curriculum, piecewise = Early, Late, Curriculum, Piecewise
-
-
-def _shape_named(name: object) -> Shape:
-    try:
-        return Shape(name)
-    except ValueError:
-        valid = ", ".join(s.value for s in Shape)
-        raise ValueError(f"shape: unknown schedule shape {name!r}; valid shapes: {valid}") from None
-
-
-def _parameter_names(cls: type[Schedule]) -> list[str]:
-    return [f.name for f in fields(cls)]
-
-
-#: shape name -> its parameters in order: what the compact form's positional arguments fill.
-_SHAPE_PARAMETERS = {shape.value: _parameter_names(cls) for shape, cls in _SHAPE_CLASSES.items()}
-
-
-def schedule_from_dict(data: Union[Mapping[str, Any], float, int]) -> Schedule:
-    """One schedule from ``{"shape": "early", "p": 0.1, "until": 0.3}``; a bare number is a constant.
-
-    >>> schedule_from_dict({"shape": "late", "p": 0.1, "start": 0.5})
-    Late(p=0.1, start=0.5)
-    >>> schedule_from_dict(0.05)
-    Constant(p=0.05)
-    """
-    if isinstance(data, Schedule):
-        return data
-    if not isinstance(data, Mapping):
-        if isinstance(data, (int, float, str)) and not isinstance(data, bool):
-            return Constant(data)  # type: ignore[arg-type]
-        raise ValueError(f"{data!r} is not a schedule; expected a rate or a mapping with a 'shape' key")
-    data = dict(data)
-    if "shape" not in data:
-        raise ValueError(f"shape: missing; valid shapes: {', '.join(s.value for s in Shape)}")
-    cls = _SHAPE_CLASSES[_shape_named(data.pop("shape"))]
-    valid = _parameter_names(cls)
-    for key in data:
-        if key not in valid:
-            raise ValueError(f"{key}: unknown parameter of shape {cls.shape.value!r}; valid parameters: "
-                             f"{', '.join(valid)}")
-    try:
-        return cls(**data)
-    except TypeError:
-        missing = [name for name in valid if name not in data]
-        raise ValueError(f"{missing[0]}: missing parameter of shape {cls.shape.value!r}; "
-                         f"parameters: {', '.join(valid)}") from None
-
-
-def schedule_from_string(text: str) -> Schedule:
-    """One schedule from its compact form (see :meth:`ScheduleSet.parse` and dropout_tune.schedule_text).
-
-    >>> schedule_from_string("early:0.1:until=0.3:ramp=linear")
-    Early(p=0.1, until=0.3, ramp=<Ramp.LINEAR: 'linear'>)
-    >>> schedule_from_string("piecewise:0.1@0:0@0.5")
-    Piecewise(points=((0.0, 0.1), (0.5, 0.0)))
-    """
-    return schedule_from_dict(parse_schedule(text, _SHAPE_PARAMETERS))
-
-
-ScheduleLike = Union[Schedule, Mapping[str, Any], float, str]
-
-
-class ScheduleSet:
-    """A schedule per role; roles not in the set are left as they are.
-
-    Build it from the dict form (Python or YAML), the compact string, or :class:`Schedule` objects:
-
-    >>> s = ScheduleSet({"attention": 0.1, "hidden": Early(0.1, until=0.3)})
-    >>> s == ScheduleSet.parse("attention=0.1,hidden=early:0.1:0.3")
-    True
-    >>> s.rates(0.5)
-    {'attention': 0.1, 'hidden': 0.0}
-    >>> s.to_string()
-    'attention=0.1,hidden=early:p=0.1:until=0.3:ramp=constant'
-    """
-
-    def __init__(self, schedules: Mapping[str, ScheduleLike]):
-        if not isinstance(schedules, Mapping):
-            raise ValueError(f"schedule set must map role to schedule, got {type(schedules).__name__}")
-        #: Roles named explicitly (not only through "all"): a model lacking one of them is worth a warning.
-        self.explicit_roles = tuple(role for role in ROLES if role in schedules)
-        built: dict[str, Schedule] = {}
-        for role, value in expand_all(schedules).items():  # like DropoutSpec: "all" covers the roles not named
-            if isinstance(value, bool) or not isinstance(value, (Schedule, Mapping, str, int, float)):
-                raise ValueError(f"{role}: {value!r} is not a schedule; expected a rate, a mapping with a "
-                                 f"'shape' key, or a compact string such as 'early:0.1:until=0.3'")
-            try:
-                built[role] = schedule_from_string(value) if isinstance(value, str) else schedule_from_dict(value)
-            except ValueError as err:
-                raise ValueError(f"{role}.{err}") from None
-        if not built:
-            raise ValueError("empty schedule set; expected at least one role, e.g. {'hidden': 0.1}")
-        self._schedules = built  # in ROLES order, from expand_all: logs, plots and to_dict are stable
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, ScheduleLike]) -> "ScheduleSet":
-        """From ``{"hidden": {"shape": "early", "p": 0.1, "until": 0.3}, "attention": 0.1}``."""
-        return cls(data)
-
-    @classmethod
-    def parse(cls, text: str) -> "ScheduleSet":
-        """From the compact form ``ROLE=SCHEDULE[,ROLE=SCHEDULE...]``.
-
-        ``SCHEDULE`` is a bare rate (constant) or ``SHAPE[:ARG...]``; each ``ARG`` is ``NAME=VALUE`` or a value
-        taken in the shape's parameter order; ``piecewise`` takes ``P@PROGRESS`` points. An entry without
-        ``ROLE=`` (or ``all=``) applies to every role not named elsewhere.
-
-        >>> ScheduleSet.parse("off_after:0.1:0.5,attention=0.1").rates(0.5)["hidden"]
-        0.0
-
-        >>> ScheduleSet.parse("hidden=off_after:0.1:at=0.8").rates_at(8, 10)
-        {'hidden': 0.0}
-        >>> ScheduleSet.parse("hidden=sigmoid:0.1")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: hidden.shape: unknown schedule shape 'sigmoid'; valid shapes: constant, linear, cosine, ...
-        """
-        return cls(parse_schedule_set(text, _SHAPE_PARAMETERS))
-
-    @classmethod
-    def from_file(cls, path: Union[str, os.PathLike]) -> "ScheduleSet":
-        """From a YAML or JSON file holding the dict form, at top level or under a ``dropout_schedule`` key."""
-        import yaml  # YAML is a superset of JSON, so one loader reads both
-
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-        if isinstance(data, Mapping) and "dropout_schedule" in data:
-            data = data["dropout_schedule"]
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a mapping of role to schedule, got {type(data).__name__}")
-        return cls(data)
-
-    @classmethod
-    def coerce(cls, value: Union["ScheduleSet", Mapping[str, ScheduleLike], str, float]) -> "ScheduleSet":
-        """Accept a set, the dict form, the compact string, or a number (that constant for every role)."""
-        if isinstance(value, ScheduleSet):
-            return value
-        if isinstance(value, Mapping):
-            return cls(value)
-        if isinstance(value, str):
-            return cls.parse(value)
-        return cls({ALL: value})
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        """The dict form; ``ScheduleSet.from_dict(s.to_dict()) == s``."""
-        return {role: schedule.to_dict() for role, schedule in self._schedules.items()}
-
-    def to_string(self) -> str:
-        """The compact form; ``ScheduleSet.parse(s.to_string()) == s``."""
-        return ",".join(f"{role}={schedule.to_string()}" for role, schedule in self._schedules.items())
-
-    def rates(self, progress: float) -> dict[str, float]:
-        """The rate of every role at ``progress`` in [0, 1]."""
-        t = _check_progress(progress)
-        return {role: schedule.rate(t) for role, schedule in self._schedules.items()}
-
-    def rates_at(self, step: int, total_steps: int) -> dict[str, float]:
-        """The rate of every role for the optimizer step starting at ``step`` of ``total_steps``."""
-        return self.rates(progress_of(step, total_steps))
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        return tuple(self._schedules)
-
-    def items(self) -> list[tuple[str, Schedule]]:
-        return list(self._schedules.items())
-
-    def __getitem__(self, role: str) -> Schedule:
-        return self._schedules[validate_role(role)]
-
-    def __contains__(self, role: object) -> bool:
-        return role in self._schedules
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._schedules)
-
-    def __len__(self) -> int:
-        return len(self._schedules)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ScheduleSet) and self._schedules == other._schedules
-
-    def __repr__(self) -> str:
-        return f"ScheduleSet({self.to_string()!r})"
