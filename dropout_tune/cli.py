@@ -18,6 +18,7 @@ COMMANDS = {
     "data": "data",
     "mc-eval": "mc_eval",
     "compare": "compare",
+    "tune": "tune",
     "demo": "demo",
 }
 
