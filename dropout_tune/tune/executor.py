@@ -96,6 +96,13 @@ class _Job:
 
 def job_worker(plan: JobPlan, worker: int) -> None:
     """Claim and run jobs until every job of ``plan`` has finished (here or in another worker)."""
+    from .report import quiet_optuna
+
+    with quiet_optuna():  # Optuna's "trial finished with value 0.0" lines say nothing about a job
+        _claim_and_run(plan, worker)
+
+
+def _claim_and_run(plan: JobPlan, worker: int) -> None:
     study = _load_study(plan)
     keys = plan.keys
     while True:

@@ -7,11 +7,12 @@ each evaluation, stop early when the engine says so. The test split is never eva
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from transformers import TrainerCallback
 
@@ -70,10 +71,11 @@ def run_trial(recipe: Recipe, reporter: Reporter) -> TrialOutcome:
     from ..train import build_trainer
 
     callback = ReportCallback(reporter)
-    run = build_trainer(recipe, extra_callbacks=[callback])
+    with _quiet_datasets():  # a tokenisation bar per split per trial would bury the search's own lines
+        run = build_trainer(recipe, extra_callbacks=[callback])
     callback.metric = run.task.main_metric
     trainer = run.trainer
-    trainer.remove_callback(ProgressCallback)  # one progress bar per trial would bury the search's own lines
+    trainer.remove_callback(ProgressCallback)  # likewise the training bar
     run.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
     try:
@@ -87,6 +89,19 @@ def run_trial(recipe: Recipe, reporter: Reporter) -> TrialOutcome:
     finally:
         del trainer, run
         _release_memory()
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
 def _remove_if_empty(directory: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import storage as storage_mod
 from .objective import run_trial, trial_recipe
-from .report import TrialRecord
+from .report import TrialRecord, clean_params
 from .search import Plan
 
 FINISHED = ("COMPLETE", "PRUNED")
@@ -134,6 +134,6 @@ def _record(t: Any) -> TrialRecord:
     steps = t.user_attrs.get("steps", max(intermediate, default=None))
     duration = t.duration.total_seconds() if t.duration is not None else None
     note = t.user_attrs.get("note") or t.system_attrs.get("fail_reason", "")
-    return TrialRecord(number=t.number, state=t.state.name, value=t.value, params=dict(t.params), steps=steps,
+    return TrialRecord(number=t.number, state=t.state.name, value=t.value, params=clean_params(t.params), steps=steps,
                        budget_steps=t.user_attrs.get("budget_steps"), intermediate=intermediate,
                        duration_s=duration, note=str(note).splitlines()[0] if note else "")

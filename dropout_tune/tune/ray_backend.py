@@ -9,11 +9,12 @@ PRUNED. Resuming and extending a study are the Optuna backend's (its storage); a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .objective import run_trial, trial_recipe
-from .report import TrialRecord
+from .report import TrialRecord, clean_params
 from .search import Plan
 
 METRIC = "objective"
@@ -63,14 +64,15 @@ def search_with_ray(plan: Plan) -> list[TrialRecord]:
     try:
         space = plan.search_space()
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=min(10, max(1, plan.trials // 2)))
-        searcher = OptunaSearch(space=space.define_by_run, sampler=sampler)
-        scheduler = (ASHAScheduler(time_attr="step", max_t=plan.budget_steps, grace_period=plan.eval_steps,
-                                   reduction_factor=3) if plan.pruner == "asha" else FIFOScheduler())
+        searcher = OptunaSearch(space=space.define_by_run, sampler=sampler, metric=METRIC, mode="max")
+        scheduler = (ASHAScheduler(time_attr="step", metric=METRIC, mode="max", max_t=plan.budget_steps,
+                                   grace_period=plan.eval_steps, reduction_factor=3) if plan.pruner == "asha"
+                     else FIFOScheduler())
         trainable = tune.with_resources(tune.with_parameters(_ray_trial, plan=plan), _resources())
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                        num_samples=plan.trials, max_concurrent_trials=plan.workers),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=plan.trials,
+                                        max_concurrent_trials=plan.workers),
             run_config=tune.RunConfig(name=plan.study, storage_path=str(Path(plan.output_dir) / "ray"), verbose=1),
         )
         results = tuner.fit()
@@ -98,8 +100,10 @@ def _records(results: Any, space) -> list[TrialRecord]:
             state = "FAIL"
         else:
             state = "COMPLETE" if budget and steps >= budget else "PRUNED"
-        params = {k: v for k, v in (result.config or {}).items() if k in space.params and space.params[k].searched}
-        rows.append((str(metrics.get("trial_id", result.path)), TrialRecord(
+        params = clean_params({k: v for k, v in (result.config or {}).items()
+                               if k in space.params and space.params[k].searched})
+        started = float(frame["timestamp"].min()) if frame is not None and "timestamp" in frame else math.inf
+        rows.append(((started, str(metrics.get("trial_id", result.path))), TrialRecord(
             number=0, state=state, value=metrics.get(METRIC), params=params, steps=steps, budget_steps=budget,
             intermediate=intermediate, duration_s=metrics.get("time_total_s"),
             note=str(result.error).splitlines()[0] if result.error is not None else "")))

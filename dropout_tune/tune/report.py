@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -40,6 +41,28 @@ class TrialRecord:
     intermediate: dict = field(default_factory=dict)  # step -> validation value reported there
     duration_s: Optional[float] = None
     note: str = ""
+
+
+def clean_params(params: dict) -> dict:
+    """Trial values with grid floats' binary noise removed (0.9500000000000001 -> 0.95).
+
+    >>> clean_params({"a": 0.9500000000000001, "shape": "early"})
+    {'a': 0.95, 'shape': 'early'}
+    """
+    return {k: round(v, 10) if isinstance(v, float) else v for k, v in params.items()}
+
+
+@contextlib.contextmanager
+def quiet_optuna():
+    """Optuna at WARNING for in-memory helper studies (no "new study created" lines)."""
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def best_record(records: Sequence[TrialRecord]) -> Optional[TrialRecord]:
@@ -84,7 +107,8 @@ def importances(records: Sequence[TrialRecord], space: SearchSpace) -> dict[str,
     complete = [r for r in records if r.state == "COMPLETE" and r.value is not None and not math.isnan(r.value)]
     if len(complete) < 2 or not distributions:
         return {}
-    study = optuna.create_study(direction="maximize")
+    with quiet_optuna():
+        study = optuna.create_study(direction="maximize")
     for r in complete:
         params = {k: v for k, v in r.params.items() if k in distributions}
         study.add_trial(optuna.trial.create_trial(params=params, distributions={k: distributions[k] for k in params},

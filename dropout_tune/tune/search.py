@@ -184,7 +184,10 @@ def _dry_run(recipe: Recipe, space: SearchSpace, roles: tuple[str, ...]) -> None
     """Build one trial's recipe from a sample of the space, so impossible combinations fail now."""
     import optuna
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    from .report import quiet_optuna
+
+    with quiet_optuna():
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     apply_params(recipe, space.suggest(study.ask()), roles)
 
 

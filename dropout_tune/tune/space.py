@@ -134,7 +134,9 @@ def parse_param(name: str, spec: Any) -> Param:
             raise ValueError(f"search.{name}: a range needs both low and high")
         return _range(name, spec["low"], spec["high"], bool(spec.get("log", False)), spec.get("step"))
     if isinstance(spec, (list, tuple)):
-        if spec and all(isinstance(v, str) for v in spec):
+        if not spec:
+            raise ValueError(f"search.{name}: empty list; expected [low, high] or a list of choices")
+        if all(isinstance(v, str) for v in spec):
             return _choices(name, spec)
         if len(spec) != 2:
             raise ValueError(f"search.{name}: {list(spec)!r} is not a range; expected [low, high], a list of "
