@@ -205,6 +205,7 @@ def _create_study(plan: Plan):
 
 @dataclass
 class TuneResult:
+    plan: Plan
     records: list
     best: Any
     confirm: Any
@@ -238,4 +239,4 @@ def run_tune(settings: TuneSettings) -> TuneResult:
         if settings.confirm_seeds:
             confirm = run_confirm(plan, best_recipe, settings.confirm_seeds)
     path = report.write_report(plan, records, best, importances, confirm, out / "report.md")
-    return TuneResult(records, best, confirm, path)
+    return TuneResult(plan, records, best, confirm, path)
