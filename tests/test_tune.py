@@ -89,6 +89,17 @@ def test_shape_parameters_are_drawn_only_with_their_shape():
     assert seen == {"constant", "off_after", "early", "late", "linear"}
 
 
+def test_the_recipes_search_section_is_the_space_and_takes_overrides(tmp_path):
+    from dropout_tune.tune.search import load_recipe_and_space
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"training": {"epochs": 2}, "search": {"rate": [0.0, 0.2], "shape": ["early"]}}))
+    recipe, section = load_recipe_and_space(str(path), ("search.rate=[0,0.1]", "training.seed=7"))
+    assert recipe.name == "r" and recipe.training.seed == 7 and recipe.training.epochs == 2
+    assert section == {"rate": [0, 0.1], "shape": ["early"]}
+    assert load_recipe_and_space(str(ROOT / "recipes" / "tune_rotten_tomatoes.yaml"))[1] is None
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra,space,needle", [

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -80,7 +80,6 @@ class Plan:
     heartbeat_s: int
     grace_s: int
     ray_address: Optional[str] = None
-    settings: dict = field(default_factory=dict)
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space, self.roles)
@@ -172,7 +171,7 @@ def prepare(settings: TuneSettings) -> Plan:
                 metric=task.main_metric, output_dir=str(output_dir.resolve()), storage=url, study=study_name,
                 trials=settings.trials, pruner=settings.pruner, seed=settings.seed, workers=settings.workers,
                 eval_steps=eval_steps, budget_steps=budget, heartbeat_s=settings.heartbeat_s,
-                grace_s=settings.grace_s, ray_address=settings.ray_address, settings=asdict(settings))
+                grace_s=settings.grace_s, ray_address=settings.ray_address)
     if settings.backend == "optuna":
         _create_study(plan)
     else:
