@@ -11,15 +11,15 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("tune", help="search dropout configurations (Optuna or Ray Tune)",
                                    description=__doc__)
     parser.add_argument("recipe", help="recipe YAML file; its search: section is the space unless --space is given")
-    parser.add_argument("--trials", type=int, required=True,
+    parser.add_argument("--trials", type=int, required=True, metavar="N",
                         help="finished trials wanted (complete or pruned); rerun with more to continue the study")
     parser.add_argument("--space", metavar="SPACE.yaml", help="search space file (default: the recipe's search: "
                         "section, else rates in [0, 0.3] for every role, five shapes, label smoothing, weight decay)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=1, metavar="K",
                         help="worker processes sharing the study (one device each where there are several)")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///OUT/study.db); "
                         "a PostgreSQL or MySQL URL lets workers on several machines share the study")
-    parser.add_argument("--study", help="study name (default: the recipe's name)")
+    parser.add_argument("--study", metavar="NAME", help="study name (default: the recipe's name)")
     parser.add_argument("--backend", choices=("optuna", "ray"), default="optuna", help="search engine (default: "
                         "%(default)s)")
     parser.add_argument("--pruner", choices=("asha", "none"), default="asha",
@@ -28,10 +28,10 @@ def register(subparsers) -> None:
                         help="re-train the best and the recipe's own configuration over S seeds and compare them on "
                              "the test split (default: %(default)s; 0 skips it)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
-    parser.add_argument("--ray-address", help="address of an existing Ray cluster (default: a local Ray)")
+    parser.add_argument("--ray-address", metavar="ADDRESS", help="address of an existing Ray cluster (default: a local Ray)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="recipe override, e.g. data.max_train=2000 or search.rate=[0,0.2]")
-    parser.add_argument("-o", "--output", help="output directory (default: runs/tune/RECIPE_NAME)")
+    parser.add_argument("-o", "--output", metavar="OUT", help="output directory (default: runs/tune/RECIPE_NAME)")
     parser.set_defaults(func=run)
 
 
