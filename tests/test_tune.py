@@ -276,6 +276,20 @@ def test_two_workers_share_one_study(toy, tmp_path):
     assert len(set(params)) == 4
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's study.ask() stands in for another worker
+def test_a_trial_claimed_past_the_target_steps_back_untrained(toy, tmp_path):
+    from dropout_tune.tune.optuna_backend import Objective, TargetReached, load_study
+    from dropout_tune.tune.search import prepare
+
+    plan = prepare(TuneSettings(str(toy / "toy.yaml"), str(tmp_path / "out"), trials=1, confirm_seeds=0))
+    study = load_study(plan)
+    study.ask()  # another worker's trial, running: it covers the target of 1
+    with pytest.raises(TargetReached):
+        study.optimize(Objective(plan, 0), n_trials=1, catch=())
+    assert study.trials[-1].state.name == "FAIL" and study.trials[-1].user_attrs["note"].startswith("not run")
+    assert not (tmp_path / "out" / "trials").exists()
+
+
 # --- executor and confirm ------------------------------------------------------------------------------------------
 
 def test_executor_reuses_identical_resolved_recipes_only(toy, tmp_path, monkeypatch):
@@ -296,6 +310,24 @@ def test_executor_reuses_identical_resolved_recipes_only(toy, tmp_path, monkeypa
     assert len(calls) == 2 and again == [metrics[2], metrics[0]]  # resumed from the storage, nothing retrained
     run_recipes([base], storage, study="cmp", reuse=False)
     assert len(calls) == 3
+
+
+def test_a_job_claimed_by_another_worker_is_not_run_twice(tmp_path, monkeypatch):
+    import optuna
+
+    import dropout_tune.train as train_module
+    from dropout_tune.tune.executor import ClaimLost, JobPlan, _Job, recipe_key
+
+    monkeypatch.setattr(train_module, "train", lambda recipe: pytest.fail("a claimed job was trained again"))
+    recipe = Recipe()
+    plan = JobPlan((recipe.to_dict(),), ("only",), f"sqlite:///{tmp_path / 'jobs.db'}", "jobs", 5, 20, None)
+    study = optuna.create_study(storage=plan.storage, study_name="jobs", load_if_exists=True)
+    first = study.ask()  # another worker's claim, still running
+    first.set_user_attr("job_key", recipe_key(recipe))
+    with pytest.raises(ClaimLost):
+        study.optimize(_Job(plan, 0, recipe_key(recipe)), n_trials=1, catch=())
+    second = study.trials[-1]
+    assert second.state.name == "FAIL" and second.user_attrs["note"].startswith("not run")
 
 
 @pytest.mark.parametrize("found,recipe,word", [
