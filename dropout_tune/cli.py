@@ -20,6 +20,7 @@ COMMANDS = {
     "data": "data",
     "mc-eval": "mc_eval",
     "compare": "compare",
+    "tune": "tune",
     "demo": "demo",
 }
 

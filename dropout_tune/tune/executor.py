@@ -1,0 +1,141 @@
+"""Whole recipes as resumable jobs in an Optuna storage: ``run_recipes(recipes, storage, ...)`` trains each recipe
+once with ``dropout_tune.train.train``, in ``workers`` processes that claim jobs from one study, and returns their
+``metrics.json`` contents in order.
+
+A job is keyed by its resolved recipe (every field but ``name`` and ``training.output_dir``): a job whose key already
+finished in this storage is reused, never retrained; anything that changes the recipe (a seed, a rate, a data size)
+is a new job. Claims heartbeat like search trials, so a killed run's job is retried by the next run. The confirm stage
+of ``tune`` runs on it, and ``compare`` can (variants x seeds in parallel, resumable): build the per-seed recipes as it
+does now and call ``run_recipes(recipes, storage=default_storage_url(output_dir), study="compare", workers=K)``.
+
+Example:
+    >>> recipe_key(Recipe.from_dict({"name": "a"})) == recipe_key(Recipe.from_dict({"name": "b"}))
+    True
+    >>> recipe_key(Recipe()) == recipe_key(Recipe.from_dict({"training": {"seed": 1}}))
+    False
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from ..files import json_safe
+from ..recipe import Recipe
+from . import storage as storage_mod
+
+
+class ClaimLost(Exception):
+    """Another worker claimed the same job first (lower trial number) or finished it meanwhile."""
+
+
+def recipe_key(recipe: Recipe) -> str:
+    """A digest of everything in ``recipe`` that can change what is trained."""
+    data = recipe.to_dict()
+    data.pop("name", None)
+    data["training"].pop("output_dir", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    recipes: tuple[dict, ...]
+    labels: tuple[str, ...]
+    storage: str
+    study: str
+    heartbeat_s: int
+    grace_s: int
+    since: Optional[datetime.datetime]  # with reuse off: only jobs finished after this count
+
+    @property
+    def keys(self) -> list[str]:
+        return [recipe_key(Recipe.from_dict(r)) for r in self.recipes]
+
+
+def _load_study(plan: JobPlan):
+    import optuna
+
+    storage = storage_mod.open_storage(plan.storage, plan.heartbeat_s, plan.grace_s)
+    return optuna.create_study(storage=storage, study_name=plan.study, direction="maximize", load_if_exists=True)
+
+
+def _finished(study, since: Optional[datetime.datetime]) -> dict[str, dict]:
+    """job key -> metrics of its latest finished run."""
+    done: dict[str, dict] = {}
+    for t in storage_mod.trials_in(study, ("COMPLETE",)):
+        if "job_key" in t.user_attrs and (since is None or t.datetime_start >= since):
+            done[t.user_attrs["job_key"]] = t.user_attrs.get("metrics", {})
+    return done
+
+
+def _running(study) -> list:
+    return [t for t in storage_mod.trials_in(study, ("RUNNING",)) if "job_key" in t.user_attrs]
+
+
+class _Job:
+    def __init__(self, plan: JobPlan, index: int, key: str):
+        self.plan, self.index, self.key = plan, index, key
+
+    def __call__(self, trial) -> float:
+        from ..train import train
+
+        trial.set_user_attr("job_key", self.key)
+        trial.set_user_attr("label", self.plan.labels[self.index])
+        rivals = [t for t in _running(trial.study) if t.user_attrs["job_key"] == self.key and t.number < trial.number]
+        if rivals or self.key in _finished(trial.study, self.plan.since):
+            trial.set_user_attr("note", "not run: claimed by another worker")
+            raise ClaimLost()
+        metrics = train(Recipe.from_dict(self.plan.recipes[self.index]))
+        trial.set_user_attr("metrics", json_safe(metrics))
+        return 0.0  # the job's result is its metrics (user attribute), not a value to optimise
+
+
+def job_worker(plan: JobPlan, worker: int) -> None:
+    """Claim and run jobs until every job of ``plan`` has finished (here or in another worker)."""
+    from .report import quiet_optuna
+
+    with quiet_optuna():  # Optuna's "trial finished with value 0.0" lines say nothing about a job
+        _claim_and_run(plan, worker)
+
+
+def _claim_and_run(plan: JobPlan, worker: int) -> None:
+    study = _load_study(plan)
+    keys = plan.keys
+    while True:
+        storage_mod.fail_stale(study)
+        done = _finished(study, plan.since)
+        claimed = {t.user_attrs["job_key"] for t in _running(study)}
+        pending = sorted({keys.index(k) for k in keys if k not in done and k not in claimed})
+        if not pending:
+            if all(k in done for k in keys):
+                return
+            time.sleep(min(2.0, plan.heartbeat_s))
+            continue
+        index = pending[worker % len(pending)]  # workers start on different jobs
+        try:
+            study.optimize(_Job(plan, index, keys[index]), n_trials=1, catch=())
+        except ClaimLost:
+            continue
+
+
+def run_recipes(recipes: Sequence[Recipe], storage: str, study: str = "runs", workers: int = 1,
+                labels: Optional[Sequence[str]] = None, reuse: bool = True,
+                heartbeat_s: int = storage_mod.HEARTBEAT_S, grace_s: int = storage_mod.GRACE_S) -> list[dict]:
+    """Train every recipe (see the module docstring); returns each recipe's metrics, in order."""
+    from .workers import run_workers
+
+    if not recipes:
+        return []
+    labels = list(labels) if labels is not None else [r.name for r in recipes]
+    since = None if reuse else datetime.datetime.now()
+    plan = JobPlan(tuple(r.to_dict() for r in recipes), tuple(labels), storage, study, heartbeat_s, grace_s, since)
+    done = _finished(_load_study(plan), since)
+    pending = len({k for k in plan.keys if k not in done})
+    if pending:
+        run_workers(job_worker, plan, max(1, min(workers, pending)))
+        done = _finished(_load_study(plan), since)
+    return [done[k] for k in plan.keys]

@@ -1,0 +1,139 @@
+"""The Optuna search: a seeded TPE sampler, successive-halving pruning (ASHA) on the validation metric, and K
+workers that claim trials from one study until exactly ``plan.trials`` have finished (COMPLETE or PRUNED).
+
+A worker starts a trial only when finished + running trials are below the target; a trial whose worker died is
+failed by the heartbeat check once its grace period has passed, and its place taken by a new trial. Two workers that
+claim in the same instant are told apart after the claim: the later trial (higher number) steps back (recorded as
+FAIL with ``note: not run``) instead of overshooting the target.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from . import storage as storage_mod
+from .objective import run_trial, trial_recipe
+from .report import TrialRecord, clean_params
+from .search import Plan
+
+FINISHED = ("COMPLETE", "PRUNED")
+CLAIMED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
+MAX_FAILURES_IN_A_ROW = 3
+
+
+class TargetReached(Exception):
+    """Raised inside a just-claimed trial when other workers already cover the target."""
+
+
+def make_pruner(plan: Plan):
+    import optuna
+
+    if plan.pruner == "none":
+        return optuna.pruners.NopPruner()
+    # rungs at the first evaluation, then every 3x more steps; each rung keeps the top third
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=plan.eval_steps, reduction_factor=3)
+
+
+def make_sampler(plan: Plan, worker: int, trials_before: int):
+    """TPE seeded from (seed, worker, trials already in the study): reproducible, and a second worker or a rerun
+    does not replay the first random trials."""
+    import numpy as np
+    import optuna
+
+    seed = int(np.random.SeedSequence([plan.seed, worker, trials_before]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, plan.trials // 2)))
+
+
+def load_study(plan: Plan, worker: int = 0):
+    import optuna
+
+    storage = storage_mod.open_storage(plan.storage, plan.heartbeat_s, plan.grace_s)
+    study = optuna.load_study(study_name=plan.study, storage=storage, pruner=make_pruner(plan))
+    study.sampler = make_sampler(plan, worker, len(study.get_trials(deepcopy=False)))
+    return study
+
+
+class Objective:
+    """Optuna objective: claim check, the space's values, one trial; steps used recorded as user attrs."""
+
+    def __init__(self, plan: Plan, worker: int):
+        self.plan = plan
+        self.worker = worker
+        self.space = plan.search_space()
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        ahead = [t for t in storage_mod.trials_in(trial.study, CLAIMED) if t.number < trial.number]
+        if len(ahead) >= self.plan.trials:
+            trial.set_user_attr("note", "not run: target reached by other workers")
+            raise TargetReached()
+        values = self.space.suggest(trial)
+        trial.set_user_attr("worker", self.worker)
+        recipe = trial_recipe(self.plan.search_recipe, values, Path(self.plan.output_dir) / "trials" /
+                              f"{trial.number:04d}", self.plan.roles)
+
+        def report(value: float, step: int, total: int) -> bool:
+            trial.report(value, step)
+            trial.set_user_attr("steps", step)
+            return trial.should_prune()
+
+        outcome = run_trial(recipe, report)
+        trial.set_user_attr("steps", outcome.steps)
+        trial.set_user_attr("budget_steps", outcome.budget_steps)
+        if outcome.pruned:
+            raise optuna.TrialPruned(f"pruned at step {outcome.steps} of {outcome.budget_steps}")
+        return outcome.value
+
+
+def search_worker(plan: Plan, worker: int) -> None:
+    """One worker: claim and run trials until the study has ``plan.trials`` finished ones."""
+    study = load_study(plan, worker)
+    objective = Objective(plan, worker)
+    failures = 0
+    while True:
+        storage_mod.fail_stale(study)
+        counts = storage_mod.state_counts(study)
+        finished = sum(counts[s] for s in FINISHED)
+        if finished >= plan.trials:
+            return
+        if finished + counts["RUNNING"] + counts["WAITING"] >= plan.trials:
+            time.sleep(plan.poll_s)  # the rest is running elsewhere; a dead worker's trial turns stale
+            continue
+        try:
+            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
+        except TargetReached:
+            continue
+        mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
+        if mine and mine[-1].state.name == "FAIL":
+            failures += 1
+            if failures >= MAX_FAILURES_IN_A_ROW:
+                raise RuntimeError(f"{failures} trials in a row failed (the last: trial {mine[-1].number}); "
+                                   f"see the warnings above")
+        else:
+            failures = 0
+
+
+def search(plan: Plan) -> None:
+    """Run ``plan.workers`` workers (processes) on the study; returns when the target is reached."""
+    from .workers import run_workers
+
+    run_workers(search_worker, plan, plan.workers)
+
+
+def records_from_study(plan: Plan) -> list[TrialRecord]:
+    """Every trial of the study as a :class:`TrialRecord`, ordered by number."""
+    study = load_study(plan)
+    return [_record(t) for t in study.get_trials(deepcopy=False)]
+
+
+def _record(t: Any) -> TrialRecord:
+    intermediate = dict(sorted(t.intermediate_values.items()))
+    steps = t.user_attrs.get("steps", max(intermediate, default=None))
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    note = t.user_attrs.get("note") or t.system_attrs.get("fail_reason", "")
+    return TrialRecord(number=t.number, state=t.state.name, value=t.value, params=clean_params(t.params), steps=steps,
+                       budget_steps=t.user_attrs.get("budget_steps"), intermediate=intermediate,
+                       duration_s=duration, note=str(note).splitlines()[0] if note else "")

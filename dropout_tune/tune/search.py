@@ -1,0 +1,241 @@
+"""``run_tune(settings)``: check everything, search, write the outputs, confirm.
+
+Every check that can fail on bad input (the recipe, the space against the model's roles, the storage URL, the
+trial count, the backend) runs in :func:`prepare`, before anything trains, and raises a one-line ValueError.
+
+Example:
+    >>> TuneSettings("recipes/rotten_tomatoes.yaml", "runs/x", trials=0).check()
+    Traceback (most recent call last):
+    ...
+    ValueError: --trials: 0 must be >= 1
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..recipe import Recipe, apply_overrides, load_yaml
+from . import storage as storage_mod
+from .space import SearchSpace, apply_params, model_roles
+
+BACKENDS = ("optuna", "ray")
+PRUNERS = ("asha", "none")
+EVALUATIONS_PER_TRIAL = 4  # when the recipe does not evaluate every N steps itself
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What the user asked for (the command's options)."""
+
+    recipe_path: str
+    output_dir: str
+    trials: int
+    space_path: Optional[str] = None
+    overrides: tuple[str, ...] = ()
+    workers: int = 1
+    storage: Optional[str] = None
+    study: Optional[str] = None
+    backend: str = "optuna"
+    pruner: str = "asha"
+    confirm_seeds: int = 3
+    seed: int = 0
+    ray_address: Optional[str] = None
+    heartbeat_s: int = storage_mod.HEARTBEAT_S
+    grace_s: int = storage_mod.GRACE_S
+
+    def check(self) -> None:
+        for name, value, low in (("--trials", self.trials, 1), ("--workers", self.workers, 1),
+                                 ("--confirm-seeds", self.confirm_seeds, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: {value!r} must be >= {low}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"--pruner: {self.pruner!r} is not one of {', '.join(PRUNERS)}")
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(f"grace period {self.grace_s} s must exceed the heartbeat interval {self.heartbeat_s} s")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs (picklable): resolved recipes, the validated space, storage, budget."""
+
+    recipe: dict  # the user's recipe (with --set): confirm runs and best_recipe.yaml start from it
+    search_recipe: dict  # the trials' recipe: evaluation every eval_steps, no checkpoints, no MC evaluation
+    space: dict
+    roles: tuple[str, ...]
+    metric: str
+    output_dir: str
+    storage: str
+    study: str
+    trials: int
+    pruner: str
+    seed: int
+    workers: int
+    eval_steps: int
+    budget_steps: int
+    heartbeat_s: int
+    grace_s: int
+    ray_address: Optional[str] = None
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space, self.roles)
+
+    @property
+    def poll_s(self) -> float:
+        return min(2.0, self.heartbeat_s)
+
+
+def load_recipe_and_space(path: str, overrides: tuple[str, ...] = ()) -> tuple[Recipe, Optional[dict]]:
+    """The recipe file with ``overrides``, and its ``search:`` section (None when it has none). Overrides may set
+    search entries too (``search.rate=[0,0.2]``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"recipe {str(file)!r} does not exist")
+    try:
+        data = load_yaml(file.read_text(encoding="utf-8")) or {}
+    except Exception as err:  # noqa: BLE001 - yaml errors of every kind
+        raise ValueError(f"{file}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{file}: a recipe is a mapping of sections, got {type(data).__name__}")
+    data.setdefault("name", file.stem)
+    data = apply_overrides(data, list(overrides))
+    search = data.pop("search", None)
+    return Recipe.from_dict(data), search
+
+
+def _read_space_file(path: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--space {str(file)!r} does not exist")
+    data = load_yaml(file.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and set(data) == {"search"}:
+        data = data["search"]
+    return data
+
+
+def total_steps(recipe: Recipe, n_train: int) -> int:
+    """Optimizer steps of a full run, as the Trainer counts them (``max_steps`` wins over epochs).
+
+    >>> total_steps(Recipe.from_dict({"training": {"epochs": 2, "batch_size": 16}}), 100)
+    14
+    """
+    t = recipe.training
+    if t.max_steps > 0:
+        return t.max_steps
+    per_epoch = max(math.ceil(n_train / t.batch_size) // t.gradient_accumulation_steps, 1)
+    return math.ceil(t.epochs * per_epoch)
+
+
+def _search_recipe(recipe: Recipe, n_train: int) -> tuple[dict, int, int]:
+    data = recipe.to_dict()
+    budget = total_steps(recipe, n_train)
+    training = data["training"]
+    if training["eval_strategy"] != "steps":
+        training["eval_strategy"] = "steps"
+        training["eval_steps"] = max(1, math.ceil(budget / EVALUATIONS_PER_TRIAL))
+    training.update(save_checkpoints=False, resume_from_checkpoint=None)
+    data["mc_eval"]["enabled"] = False
+    return data, training["eval_steps"], budget
+
+
+def prepare(settings: TuneSettings) -> Plan:
+    """All checks, then the study created (or found) in the storage. Nothing trains here."""
+    from ..data import load_task
+    from ..files import check_writable_dir
+
+    settings.check()
+    recipe, section = load_recipe_and_space(settings.recipe_path, settings.overrides)
+    raw_space = _read_space_file(settings.space_path) if settings.space_path else section
+    roles = model_roles(recipe)
+    d = recipe.data
+    task, splits = load_task(d.task, data_dir=d.data_dir, text_columns=d.text_columns, label_column=d.label_column,
+                             max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
+    space = (SearchSpace.from_dict(raw_space, roles) if raw_space is not None
+             else SearchSpace.default(roles, regression=task.is_regression))
+    if task.is_regression and "label_smoothing" in space.params:
+        raise ValueError(f"search.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
+    _dry_run(recipe, space, roles)
+    if settings.backend == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()
+    output_dir = check_writable_dir(settings.output_dir)
+    search_recipe, eval_steps, budget = _search_recipe(recipe, splits["train"].num_rows)
+    url = settings.storage or storage_mod.default_storage_url(output_dir)
+    study_name = settings.study or recipe.name
+    plan = Plan(recipe=recipe.to_dict(), search_recipe=search_recipe, space=space.to_dict(), roles=roles,
+                metric=task.main_metric, output_dir=str(output_dir.resolve()), storage=url, study=study_name,
+                trials=settings.trials, pruner=settings.pruner, seed=settings.seed, workers=settings.workers,
+                eval_steps=eval_steps, budget_steps=budget, heartbeat_s=settings.heartbeat_s,
+                grace_s=settings.grace_s, ray_address=settings.ray_address)
+    if settings.backend == "optuna":
+        _create_study(plan)
+    else:
+        storage_mod.open_storage(url, settings.heartbeat_s, settings.grace_s)  # checked here, used by confirm
+    return plan
+
+
+def _dry_run(recipe: Recipe, space: SearchSpace, roles: tuple[str, ...]) -> None:
+    """Build one trial's recipe from a sample of the space, so impossible combinations fail now."""
+    import optuna
+
+    from .report import quiet_optuna
+
+    with quiet_optuna():
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    apply_params(recipe, space.suggest(study.ask()), roles)
+
+
+def _create_study(plan: Plan):
+    import optuna
+
+    storage = storage_mod.open_storage(plan.storage, plan.heartbeat_s, plan.grace_s)
+    study = optuna.create_study(storage=storage, study_name=plan.study, direction="maximize", load_if_exists=True)
+    fingerprint = dict(plan.search_recipe)
+    fingerprint["training"] = {k: v for k, v in fingerprint["training"].items() if k != "output_dir"}
+    storage_mod.bind_study(study, "recipe", fingerprint)
+    storage_mod.bind_study(study, "space", plan.space)
+    return study
+
+
+@dataclass
+class TuneResult:
+    plan: Plan
+    records: list
+    best: Any
+    confirm: Any
+    report_path: Path
+
+
+def run_tune(settings: TuneSettings) -> TuneResult:
+    """Prepare, search (Optuna or Ray), write trials.csv / best_recipe.yaml / plots, confirm, write report.md."""
+    from . import report
+    from .confirm import run_confirm
+
+    plan = prepare(settings)
+    if settings.backend == "optuna":
+        from .optuna_backend import records_from_study, search
+
+        search(plan)
+        records = records_from_study(plan)
+    else:
+        from .ray_backend import search_with_ray
+
+        records = search_with_ray(plan)
+    out = Path(plan.output_dir)
+    best = report.best_record(records)
+    report.write_trials_csv(records, out / "trials.csv")
+    importances = report.importances(records, plan.search_space())
+    report.plot_history(records, out / "history.png", plan.metric)
+    report.plot_importance(importances, out / "importance.png")
+    confirm = None
+    if best is not None:
+        best_recipe = report.write_best_recipe(plan, best, out / "best_recipe.yaml")
+        if settings.confirm_seeds:
+            confirm = run_confirm(plan, best_recipe, settings.confirm_seeds)
+    path = report.write_report(plan, records, best, importances, confirm, out / "report.md")
+    return TuneResult(plan, records, best, confirm, path)

@@ -1,0 +1,368 @@
+"""`dropout-tune tune`: the space, bad input, a tiny search's outputs, continuing, a killed search, two workers,
+the test split never evaluated during the search, pruning, the executor, the confirm verdict, the Ray backend."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dropout_tune import cli
+from dropout_tune.recipe import Recipe
+from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
+from dropout_tune.tune.confirm import Confirmation
+from dropout_tune.tune.objective import TrialOutcome, run_trial
+from dropout_tune.tune.search import TuneSettings, run_tune
+from dropout_tune.tune.space import SearchSpace, apply_params
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLES = ("embedding", "attention", "hidden", "classifier")  # a BERT's roles
+TRAIN, VALIDATION, TEST = 32, 16, 12  # distinct sizes: an evaluation's dataset tells its split
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tune")
+    save_tiny_text_model(tmp / "model")
+    write_toy_text_task(tmp / "data", sizes=(TRAIN, VALIDATION, TEST))
+    recipe = {"name": "toy", "model": {"name": str(tmp / "model")},
+              "data": {"task": str(tmp / "data"), "max_length": 16},
+              "dropout": {"schedule": "all=0.1"},
+              "training": {"max_steps": 4, "batch_size": 8, "eval_strategy": "steps", "eval_steps": 2,
+                           "logging_steps": 1, "seed": 1}}
+    (tmp / "toy.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp
+
+
+def _rows(out):
+    with open(out / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _finished(rows):
+    return [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+
+
+# --- the space --------------------------------------------------------------------------------------------------
+
+def test_space_expands_rates_and_refuses_what_the_model_lacks():
+    space = SearchSpace.from_dict({"rate": [0.0, 0.2], "rate.hidden": {"low": 0.05, "high": 0.1},
+                                   "shape": ["early", "late"], "weight_decay": 0.01}, ROLES)
+    assert [n for n in space.params if n.startswith("rate.")] == [f"rate.{r}" for r in ROLES]
+    assert (space.params["rate.hidden"].low, space.params["rate.attention"].high) == (0.05, 0.2)
+    assert space.fixed() == {"weight_decay": 0.01}
+    with pytest.raises(ValueError, match="search.rate.lora: the model has no lora dropout"):
+        SearchSpace.from_dict({"rate.lora": [0, 0.1]}, ROLES)
+    with pytest.raises(ValueError, match="search.shape: 'cosine2' is not one of"):
+        SearchSpace.from_dict({"shape": ["cosine2"]}, ROLES)
+    with pytest.raises(ValueError, match=r"search.rate.hidden: 1.5 is outside \[0.0, 1.0\)"):
+        SearchSpace.from_dict({"rate.hidden": [0, 1.5]}, ROLES)
+    with pytest.raises(ValueError, match="search.shape: empty list"):
+        SearchSpace.from_dict({"shape": []}, ROLES)
+    with pytest.raises(ValueError, match="search.shape: empty choices"):
+        SearchSpace.from_dict({"shape": {"choices": []}}, ROLES)
+    assert "label_smoothing" not in SearchSpace.default(ROLES, regression=True).params
+
+
+def test_shape_parameters_are_drawn_only_with_their_shape():
+    import optuna
+
+    space = SearchSpace.default(ROLES)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(30):
+        values = space.suggest(study.ask())
+        shape_params = {n for n in values if "." in n and not n.startswith("rate.")}
+        expected = {"off_after": {"off_after.at"}, "early": {"early.until"}, "late": {"late.start"},
+                    "linear": {"linear.end"}, "constant": set()}[values["shape"]]
+        assert shape_params == expected
+        seen.add(values["shape"])
+        recipe = apply_params(Recipe.from_dict({"dropout": {"schedule": "all=0.1"}}), values, ROLES)
+        schedule = recipe.dropout.parsed_schedule()
+        assert schedule.roles == ROLES  # the recipe's 'all' is narrowed to the model's roles
+        assert schedule["hidden"].max_rate == pytest.approx(values["rate.hidden"])
+    assert seen == {"constant", "off_after", "early", "late", "linear"}
+
+
+def test_the_recipes_search_section_is_the_space_and_takes_overrides(tmp_path):
+    from dropout_tune.tune.search import load_recipe_and_space
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"training": {"epochs": 2}, "search": {"rate": [0.0, 0.2], "shape": ["early"]}}))
+    recipe, section = load_recipe_and_space(str(path), ("search.rate=[0,0.1]", "training.seed=7"))
+    assert recipe.name == "r" and recipe.training.seed == 7 and recipe.training.epochs == 2
+    assert section == {"rate": [0, 0.1], "shape": ["early"]}
+    assert load_recipe_and_space(str(ROOT / "recipes" / "tune_rotten_tomatoes.yaml"))[1] is None
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra,space,needle", [
+    (["--trials", "0"], None, "--trials: 0 must be >= 1"),
+    (["--trials", "2"], {"rate.hiden": [0, 0.2]}, "search.rate.hiden: unknown parameter; did you mean 'rate.hidden'"),
+    (["--trials", "2"], {"rate": [0.2, 0.1]}, "empty range [0.2, 0.1]"),
+    (["--trials", "2", "--storage", "sqlite:////no/such/dir/study.db"], None, "cannot be opened"),
+    (["--trials", "2", "--storage", "nosuchdb://x"], None, "cannot be opened"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_training(toy, tmp_path, capsys, extra, space, needle):
+    args = ["tune", str(toy / "toy.yaml"), "-o", str(tmp_path / "out"), *extra]
+    if space is not None:
+        (tmp_path / "space.yaml").write_text(yaml.safe_dump({"search": space}))
+        args += ["--space", str(tmp_path / "space.yaml")]
+    assert cli.main(args) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+# --- a tiny search --------------------------------------------------------------------------------------------------
+
+def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    evaluations = []  # (run directory, examples evaluated) for every evaluation of every Trainer
+    original = Trainer.evaluation_loop
+
+    def recording(self, dataloader, *args, **kwargs):
+        evaluations.append((self.args.output_dir, len(dataloader.dataset)))
+        return original(self, dataloader, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluation_loop", recording)
+    out = tmp_path / "out"
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--confirm-seeds", "2", "-o", str(out)]
+    assert cli.main(args) == 0
+    for name in ("trials.csv", "best_recipe.yaml", "report.md", "history.png", "importance.png", "study.db",
+                 "confirm/confirm.json"):
+        assert (out / name).is_file(), name
+    rows = _rows(out)
+    assert [int(r["number"]) for r in rows] == [0, 1, 2, 3] and len(_finished(rows)) == 4
+    assert {"value", "steps", "budget_steps", "params_rate.hidden", "params_shape"} <= set(rows[0])
+    assert all(int(r["steps"]) <= int(r["budget_steps"]) == 4 for r in rows)
+    # the search evaluated validation only; the confirm stage (2 configurations x 2 seeds) evaluated test
+    search = [size for directory, size in evaluations if f"{os.sep}trials{os.sep}" in directory]
+    confirm = [size for directory, size in evaluations if f"{os.sep}confirm{os.sep}" in directory]
+    assert search and set(search) == {VALIDATION}
+    assert confirm.count(TEST) == 4
+    # best_recipe.yaml is a recipe `train` runs as it is, with the best trial's values
+    best = Recipe.from_yaml(out / "best_recipe.yaml")
+    best_row = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: (float(r["value"]),
+                                                                                  -int(r["number"])))
+    assert best.dropout.parsed_schedule()["hidden"].max_rate == pytest.approx(float(best_row["params_rate.hidden"]))
+    report = (out / "report.md").read_text()
+    for needle in ("## Best configuration", "## Compute", "## Which knobs mattered", "found − recipe (paired)",
+                   "configuration is"):
+        assert needle in report, needle
+    before = {r["number"]: (r["value"], r["params_rate.hidden"]) for r in rows}
+    logs = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/steps.jsonl")}
+    # the same command with more trials continues the study: old trials kept, not rerun, new ones differ
+    assert cli.main(["tune", str(toy / "toy.yaml"), "--trials", "6", "--confirm-seeds", "0", "-o", str(out)]) == 0
+    rows = _rows(out)
+    assert len(_finished(rows)) == 6 and [int(r["number"]) for r in rows] == list(range(6))
+    assert {r["number"]: (r["value"], r["params_rate.hidden"]) for r in rows[:4]} == before
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs
+    old = {tuple(sorted((k, v) for k, v in r.items() if k.startswith("params_"))) for r in rows[:4]}
+    assert not any(tuple(sorted((k, v) for k, v in r.items() if k.startswith("params_"))) in old for r in rows[4:])
+
+
+def test_a_different_recipe_does_not_continue_the_study(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["tune", str(toy / "toy.yaml"), "--trials", "1", "--confirm-seeds", "0", "-o", str(out)]
+    assert cli.main(base) == 0
+    capsys.readouterr()
+    assert cli.main(base + ["--set", "training.max_steps=6"]) == 2
+    assert "differs at training.max_steps" in capsys.readouterr().err
+
+
+def test_pruned_trials_stop_early_and_record_their_steps(toy, tmp_path, monkeypatch):
+    """The Optuna wiring: a trial reporting worse values than the first is pruned at the first rung."""
+    from dropout_tune.tune import optuna_backend
+
+    def fake_run_trial(recipe, reporter):
+        value = 1.0 - recipe.dropout.parsed_schedule()["hidden"].max_rate  # more dropout, worse (by fiat)
+        reports = []
+        for step in (2, 4, 6, 8):
+            reports.append((step, value))
+            if reporter(value, step, 8) and step < 8:
+                return TrialOutcome(value, step, 8, True, reports)
+        return TrialOutcome(value, 8, 8, False, reports)
+
+    monkeypatch.setattr(optuna_backend, "run_trial", fake_run_trial)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"rate.hidden": [0.0, 0.3]}))
+    result = run_tune(TuneSettings(str(toy / "toy.yaml"), str(tmp_path / "out"), trials=8, space_path=str(space),
+                                   confirm_seeds=0, overrides=("training.max_steps=8",)))
+    states = [r.state for r in result.records]
+    assert len(states) == 8 and "PRUNED" in states and states[0] == "COMPLETE"
+    for r in result.records:  # rungs at the first evaluation (step 2), then 3x further (step 6)
+        assert r.steps in ((2, 6) if r.state == "PRUNED" else (8,))
+    assert any(r.steps == 2 for r in result.records)
+    assert result.best.value == max(r.value for r in result.records if r.state == "COMPLETE")
+    report = result.report_path.read_text()
+    spent = sum(r.steps for r in result.records)
+    assert f"{spent} optimizer steps spent" in report and "without pruning: 64" in report
+
+
+def test_report_callback_stops_a_real_trainer(toy, tmp_path):
+    recipe = Recipe.from_yaml(toy / "toy.yaml", ["training.max_steps=8", f"training.output_dir={tmp_path / 'r'}"])
+    outcome = run_trial(recipe, lambda value, step, total: step >= 4)
+    assert outcome.pruned and outcome.steps == 4 and [s for s, _ in outcome.reports] == [2, 4]
+    full = run_trial(recipe, lambda value, step, total: step == total)  # a stop at the last step changes nothing
+    assert not full.pruned and full.steps == full.budget_steps == 8 and [s for s, _ in full.reports] == [2, 4, 6, 8]
+
+
+# --- resuming and sharing ----------------------------------------------------------------------------------------
+
+_SLOW_SEARCH = """
+import sys, time, transformers
+original = transformers.Trainer.training_step
+def slow(self, *args, **kwargs):
+    time.sleep(0.8)
+    return original(self, *args, **kwargs)
+transformers.Trainer.training_step = slow
+from dropout_tune.tune.search import TuneSettings, run_tune
+run_tune(TuneSettings(sys.argv[1], sys.argv[2], trials=3, confirm_seeds=0, heartbeat_s=1, grace_s=3))
+"""
+
+
+def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_path):
+    import optuna
+
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.5)
+            if not (out / "study.db").is_file():
+                continue
+            try:
+                trials = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}").trials
+            except Exception:  # noqa: BLE001 - the study may not exist yet
+                continue
+            if any(t.state.name == "RUNNING" and t.intermediate_values for t in trials):
+                break  # mid-trial: it has reported an evaluation and is training on
+        assert child.poll() is None, "the search ended before it could be killed mid-trial"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    result = run_tune(TuneSettings(str(toy / "toy.yaml"), str(out), trials=3, confirm_seeds=0, heartbeat_s=1,
+                                   grace_s=3))
+    states = [r.state for r in result.records]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 3
+    assert states.count("FAIL") == 1 and "RUNNING" not in states
+    assert [r["state"] for r in _rows(out)] == states
+
+
+def test_two_workers_share_one_study(toy, tmp_path):
+    import optuna
+
+    out = tmp_path / "out"
+    result = run_tune(TuneSettings(str(toy / "toy.yaml"), str(out), trials=4, workers=2, confirm_seeds=0))
+    assert [r.number for r in result.records] == [0, 1, 2, 3]
+    assert all(r.state in ("COMPLETE", "PRUNED") for r in result.records)
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    assert {t.user_attrs["worker"] for t in study.trials} == {0, 1}
+    runs = sorted(p.parent.name for p in (out / "trials").glob("*/steps.jsonl"))
+    assert runs == ["0000", "0001", "0002", "0003"]  # each trial trained once, in its own directory
+    params = [tuple(sorted(r.params.items())) for r in result.records]
+    assert len(set(params)) == 4
+
+
+def test_a_trial_claimed_past_the_target_steps_back_untrained(toy, tmp_path):
+    from dropout_tune.tune.optuna_backend import Objective, TargetReached, load_study
+    from dropout_tune.tune.search import prepare
+
+    plan = prepare(TuneSettings(str(toy / "toy.yaml"), str(tmp_path / "out"), trials=1, confirm_seeds=0))
+    study = load_study(plan)
+    with warnings.catch_warnings():  # "heartbeat is meant for optimize": this ask() stands in for another worker
+        warnings.simplefilter("ignore", UserWarning)
+        study.ask()  # another worker's trial, running: it covers the target of 1
+    with pytest.raises(TargetReached):
+        study.optimize(Objective(plan, 0), n_trials=1, catch=())
+    assert study.trials[-1].state.name == "FAIL" and study.trials[-1].user_attrs["note"].startswith("not run")
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+# --- executor and confirm ------------------------------------------------------------------------------------------
+
+def test_executor_reuses_identical_resolved_recipes_only(toy, tmp_path, monkeypatch):
+    import dropout_tune.train as train_module
+    from dropout_tune.tune.executor import run_recipes
+
+    calls = []
+    real_train = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda recipe: calls.append(recipe.name) or real_train(recipe))
+    base = Recipe.from_yaml(toy / "toy.yaml", [f"training.output_dir={tmp_path}/{{name}}"])
+    renamed = Recipe.from_dict({**base.to_dict(), "name": "same-but-renamed"})
+    other_seed = Recipe.from_yaml(toy / "toy.yaml", ["training.seed=2", f"training.output_dir={tmp_path}/{{name}}2"])
+    storage = f"sqlite:///{tmp_path / 'runs.db'}"
+    metrics = run_recipes([base, renamed, other_seed], storage, study="cmp")
+    assert calls == ["toy", "toy"] and metrics[0] == metrics[1] and metrics[2]["seed"] == 2
+    assert all(m["test"]["n_examples"] == TEST for m in metrics)
+    again = run_recipes([other_seed, base], storage, study="cmp")
+    assert len(calls) == 2 and again == [metrics[2], metrics[0]]  # resumed from the storage, nothing retrained
+    run_recipes([base], storage, study="cmp", reuse=False)
+    assert len(calls) == 3
+
+
+def test_a_job_claimed_by_another_worker_is_not_run_twice(tmp_path, monkeypatch):
+    import optuna
+
+    import dropout_tune.train as train_module
+    from dropout_tune.tune.executor import ClaimLost, JobPlan, _Job, recipe_key
+
+    monkeypatch.setattr(train_module, "train", lambda recipe: pytest.fail("a claimed job was trained again"))
+    recipe = Recipe()
+    plan = JobPlan((recipe.to_dict(),), ("only",), f"sqlite:///{tmp_path / 'jobs.db'}", "jobs", 5, 20, None)
+    study = optuna.create_study(storage=plan.storage, study_name="jobs", load_if_exists=True)
+    first = study.ask()  # another worker's claim, still running
+    first.set_user_attr("job_key", recipe_key(recipe))
+    with pytest.raises(ClaimLost):
+        study.optimize(_Job(plan, 0, recipe_key(recipe)), n_trials=1, catch=())
+    second = study.trials[-1]
+    assert second.state.name == "FAIL" and second.user_attrs["note"].startswith("not run")
+
+
+@pytest.mark.parametrize("found,recipe,word", [
+    ({1: 0.80, 2: 0.82, 3: 0.81}, {1: 0.78, 2: 0.79, 3: 0.785}, "better"),
+    ({1: 0.70, 2: 0.72, 3: 0.71}, {1: 0.78, 2: 0.79, 3: 0.785}, "worse"),
+    ({1: 0.80, 2: 0.76, 3: 0.79}, {1: 0.78, 2: 0.79, 3: 0.77}, "within noise"),
+])
+def test_confirm_verdict_follows_the_paired_interval(found, recipe, word):
+    from scipy import stats
+
+    c = Confirmation("accuracy", found, recipe)
+    assert f"configuration is {word}" in c.verdict()
+    assert c.p_value() == pytest.approx(stats.ttest_rel(list(found.values()), list(recipe.values())).pvalue)
+    assert "found − recipe (paired)" in c.table()
+    assert "one seed" in Confirmation("accuracy", {1: 0.8}, {1: 0.7}).verdict()
+
+
+# --- Ray ------------------------------------------------------------------------------------------------------------
+
+def test_missing_ray_is_a_one_line_error(monkeypatch):
+    from dropout_tune.tune.ray_backend import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ValueError, match=r"--backend ray: Ray Tune is not installed .*dropout-tune\[ray\]"):
+        require_ray()
+
+
+def test_ray_backend_finishes_a_two_trial_search(toy, tmp_path):
+    pytest.importorskip("ray.tune")
+    out = tmp_path / "out"
+    result = run_tune(TuneSettings(str(toy / "toy.yaml"), str(out), trials=2, backend="ray", confirm_seeds=0))
+    rows = _rows(out)
+    assert len(rows) == 2 and len(_finished(rows)) == 2
+    assert all(int(r["steps"]) <= int(r["budget_steps"]) == 4 and r["params_shape"] for r in rows)
+    assert (out / "report.md").is_file() and (out / "best_recipe.yaml").is_file()
+    assert result.best is not None and Recipe.from_yaml(out / "best_recipe.yaml").name == "toy-best"
