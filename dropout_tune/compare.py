@@ -275,28 +275,50 @@ def plan_runs(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Pat
 
 def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Path,
                    overrides: Sequence[str] = (), reuse: bool = True,
-                   log: Callable[[str], None] = print) -> Comparison:
+                   log: Callable[[str], None] = print, workers: int = 1,
+                   storage: Optional[str] = None) -> Comparison:
     """Train every variant with every seed (runs under ``output_dir/<label>/seed<k>``), then write
     ``comparison.json``, ``comparison.md`` and ``comparison.png``. With ``reuse``, a finished run made with the
-    same resolved recipe is reused; any other content of a run's folder is cleared before it is trained again."""
+    same resolved recipe is reused; any other content of a run's folder is cleared before it is trained again.
+
+    With ``workers > 1`` or a ``storage`` URL, the runs left to train go to the job executor of ``tune``
+    (``tune.executor.run_recipes``): ``workers`` processes claim them from one Optuna storage (an SQLite file in
+    ``output_dir`` by default, or any database URL for workers on several machines), and a rerun picks up what a
+    killed run left, retraining only recipes not finished there."""
     from .train import train
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers: {workers!r} must be >= 1")
     output_dir = check_writable_dir(output_dir, "compare output directory")
     runs = plan_runs(variants, seeds, output_dir, overrides)
-    comparison: Optional[Comparison] = None
+    results: dict[int, dict] = {}
     for k, (variant, seed, recipe) in enumerate(runs, 1):
         log(f"[{k}/{len(runs)}] {variant.label} seed={seed}")
         metrics, why = finished_run(recipe) if reuse else (None, "")
         if metrics is not None:
             log(f"reusing {recipe.output_dir}")
-        else:
-            if recipe.output_dir.is_dir() and any(recipe.output_dir.iterdir()):
-                log(f"re-running {recipe.output_dir}: {why or 'reuse is off'}")
-                shutil.rmtree(recipe.output_dir)  # compare's own folder; stale files must not mix with new ones
-            metrics = train(recipe)
+            results[k] = metrics
+            continue
+        if recipe.output_dir.is_dir() and any(recipe.output_dir.iterdir()):
+            log(f"re-running {recipe.output_dir}: {why or 'reuse is off'}")
+            shutil.rmtree(recipe.output_dir)  # compare's own folder; stale files must not mix with new ones
+        if workers == 1 and storage is None:
+            results[k] = train(recipe)
+    pending = [k for k in range(1, len(runs) + 1) if k not in results]
+    if pending:  # the executor path: in parallel, resumable through the storage
+        from .tune.executor import run_recipes
+        from .tune.storage import default_storage_url
+
+        log(f"training {len(pending)} runs with {workers} worker(s)")
+        metrics_list = run_recipes([runs[k - 1][2] for k in pending], storage or default_storage_url(output_dir),
+                                   study="compare", workers=workers, reuse=reuse,
+                                   labels=[f"{runs[k - 1][0].label}/seed{runs[k - 1][1]}" for k in pending])
+        results.update(zip(pending, metrics_list))
+    comparison: Optional[Comparison] = None
+    for k, (variant, seed, recipe) in enumerate(runs, 1):
         if comparison is None:
-            comparison = Comparison(metric=metrics["main_metric"])
-        comparison.results.setdefault(variant.label, {})[seed] = metrics
+            comparison = Comparison(metric=results[k]["main_metric"])
+        comparison.results.setdefault(variant.label, {})[seed] = results[k]
         comparison.settings.setdefault(variant.label, _settings(variant, recipe, overrides))
     assert comparison is not None
     write_json(output_dir / "comparison.json", comparison.to_dict())

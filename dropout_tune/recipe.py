@@ -221,6 +221,8 @@ class Recipe:
     optim: OptimSection = field(default_factory=OptimSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     mc_eval: MCEvalSection = field(default_factory=MCEvalSection)
+    #: the search space of ``dropout-tune tune`` (see docs/tune.md); training ignores it
+    search: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], overrides: Optional[list[str]] = None) -> "Recipe":

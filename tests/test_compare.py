@@ -181,3 +181,39 @@ def test_plot_leaves_the_matplotlib_backend_alone(tmp_path):
         assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         matplotlib.use(before)
+
+
+# ---- compare on the job executor (--workers, --storage) -------------------------------------------------------------
+
+
+def test_workers_train_variants_in_parallel_processes_and_resume_through_the_storage(tmp_path):
+    import optuna
+
+    from dropout_tune.tune.storage import default_storage_url
+
+    variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1", "off=all=off_after:0.1:at=0.5"])
+    out = tmp_path / "cmp"
+    log = []
+    first = run_comparison(variants, [1], out, log=log.append, workers=2)
+    assert log[-1] == "training 2 runs with 2 worker(s)"
+    study = optuna.load_study(study_name="compare", storage=default_storage_url(out))
+    jobs = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.user_attrs["label"] for t in jobs) == ["const/seed1", "off/seed1"]  # each trained once
+    assert (out / "off" / "seed1" / "metrics.json").is_file()
+    assert first.results["off"][1]["test"] == json.loads((out / "off" / "seed1" / "metrics.json").read_text())["test"]
+
+    # a run whose folder is gone is not retrained: the storage knows it finished with this very recipe
+    import shutil
+
+    shutil.rmtree(out / "const" / "seed1")
+    second = run_comparison(variants, [1], out, log=log.append, workers=2)
+    assert second.results["const"][1] == first.results["const"][1]
+    assert len(optuna.load_study(study_name="compare", storage=default_storage_url(out)).trials) == len(study.trials)
+    assert not (out / "const" / "seed1").exists()
+
+
+def test_workers_below_one_are_refused_before_training(tmp_path):
+    variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1"])
+    with pytest.raises(ValueError, match="--workers: 0 must be >= 1"):
+        run_comparison(variants, [1], tmp_path / "cmp", workers=0)
+    assert not (tmp_path / "cmp").exists()

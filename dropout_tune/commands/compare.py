@@ -20,6 +20,12 @@ def register(subparsers) -> None:
                         help="recipe override applied to every variant, e.g. data.max_train=2000")
     parser.add_argument("-o", "--output", default="runs/compare", help="output directory (default: %(default)s)")
     parser.add_argument("--no-reuse", action="store_true", help="retrain runs that already have metrics.json")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="train runs in parallel in this many processes (one device each where there are "
+                             "several), through the job executor of tune (default: %(default)s, in this process)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage URL the runs are claimed from and recorded in (default with "
+                             "--workers > 1: an SQLite file in the output directory); a rerun resumes from it")
     parser.set_defaults(func=run)
 
 
@@ -30,7 +36,8 @@ def run(args) -> int:
 
     recipes = [Recipe.from_yaml(resolve_recipe(name)) for name in args.recipes]
     variants = variants_from(recipes, args.schedule)
-    comparison = run_comparison(variants, args.seeds, args.output, args.overrides, reuse=not args.no_reuse)
+    comparison = run_comparison(variants, args.seeds, args.output, args.overrides, reuse=not args.no_reuse,
+                                workers=args.workers, storage=args.storage)
     print(comparison.table())
     print(f"written: {args.output}/comparison.json, comparison.md, comparison.png")
     return 0

@@ -10,7 +10,7 @@ import sys
 def register(subparsers) -> None:
     parser = subparsers.add_parser("tune", help="search dropout configurations (Optuna or Ray Tune)",
                                    description=__doc__)
-    parser.add_argument("recipe", help="recipe YAML file; its search: section is the space unless --space is given")
+    parser.add_argument("recipe", help="recipe YAML file or a shipped recipe's name; its search: section is the space unless --space is given")
     parser.add_argument("--trials", type=int, required=True, metavar="N",
                         help="finished trials wanted (complete or pruned); rerun with more to continue the study")
     parser.add_argument("--space", metavar="SPACE.yaml", help="search space file (default: the recipe's search: "

@@ -2,11 +2,10 @@
 once with ``dropout_tune.train.train``, in ``workers`` processes that claim jobs from one study, and returns their
 ``metrics.json`` contents in order.
 
-A job is keyed by its resolved recipe (every field but ``name`` and ``training.output_dir``): a job whose key already
-finished in this storage is reused, never retrained; anything that changes the recipe (a seed, a rate, a data size)
-is a new job. Claims heartbeat like search trials, so a killed run's job is retried by the next run. The confirm stage
-of ``tune`` runs on it, and ``compare`` can (variants x seeds in parallel, resumable): build the per-seed recipes as it
-does now and call ``run_recipes(recipes, storage=default_storage_url(output_dir), study="compare", workers=K)``.
+A job is keyed by its resolved recipe (every field but ``name``, ``training.output_dir`` and
+``training.overwrite``): a job whose key already finished in this storage is reused, never retrained; anything that
+changes the recipe (a seed, a rate, a data size) is a new job. Claims heartbeat like search trials, so a killed run's job is retried by the next run. The confirm stage
+of ``tune`` runs on it, and so does ``compare --workers K`` (variants x seeds in parallel, resumable).
 
 Example:
     >>> recipe_key(Recipe.from_dict({"name": "a"})) == recipe_key(Recipe.from_dict({"name": "b"}))
@@ -37,7 +36,8 @@ def recipe_key(recipe: Recipe) -> str:
     """A digest of everything in ``recipe`` that can change what is trained."""
     data = recipe.to_dict()
     data.pop("name", None)
-    data["training"].pop("output_dir", None)
+    for key in ("output_dir", "overwrite"):  # where a run is written, and whether an old one may be replaced there
+        data["training"].pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -89,7 +89,10 @@ class _Job:
         if rivals or self.key in _finished(trial.study, self.plan.since):
             trial.set_user_attr("note", "not run: claimed by another worker")
             raise ClaimLost()
-        metrics = train(Recipe.from_dict(self.plan.recipes[self.index]))
+        recipe = Recipe.from_dict(self.plan.recipes[self.index])
+        # the storage, not the folder, says what finished: files a killed attempt left there are stale
+        recipe.training.overwrite = True
+        metrics = train(recipe)
         trial.set_user_attr("metrics", json_safe(metrics))
         return 0.0  # the job's result is its metrics (user attribute), not a value to optimise
 

@@ -16,7 +16,7 @@ from typing import Any
 from . import storage as storage_mod
 from .objective import run_trial, trial_recipe
 from .report import TrialRecord, clean_params
-from .search import Plan
+from .plan import Plan
 
 FINISHED = ("COMPLETE", "PRUNED")
 CLAIMED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .objective import run_trial, trial_recipe
 from .report import TrialRecord, clean_params
-from .search import Plan
+from .plan import Plan
 
 METRIC = "objective"
 

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from ..recipe import Recipe, apply_overrides, load_yaml
 from . import storage as storage_mod
+from .plan import Plan
 from .space import SearchSpace, apply_params, model_roles
 
 BACKENDS = ("optuna", "ray")
@@ -59,42 +60,12 @@ class TuneSettings:
             raise ValueError(f"grace period {self.grace_s} s must exceed the heartbeat interval {self.heartbeat_s} s")
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Everything a worker needs (picklable): resolved recipes, the validated space, storage, budget."""
-
-    recipe: dict  # the user's recipe (with --set): confirm runs and best_recipe.yaml start from it
-    search_recipe: dict  # the trials' recipe: evaluation every eval_steps, no checkpoints, no MC evaluation
-    space: dict
-    roles: tuple[str, ...]
-    metric: str
-    output_dir: str
-    storage: str
-    study: str
-    trials: int
-    pruner: str
-    seed: int
-    workers: int
-    eval_steps: int
-    budget_steps: int
-    heartbeat_s: int
-    grace_s: int
-    ray_address: Optional[str] = None
-
-    def search_space(self) -> SearchSpace:
-        return SearchSpace.from_dict(self.space, self.roles)
-
-    @property
-    def poll_s(self) -> float:
-        return min(2.0, self.heartbeat_s)
-
-
 def load_recipe_and_space(path: str, overrides: tuple[str, ...] = ()) -> tuple[Recipe, Optional[dict]]:
-    """The recipe file with ``overrides``, and its ``search:`` section (None when it has none). Overrides may set
-    search entries too (``search.rate=[0,0.2]``)."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"recipe {str(file)!r} does not exist")
+    """The recipe (a file or a shipped recipe's name) with ``overrides``, and its ``search:`` section (None when it
+    has none). Overrides may set search entries too (``search.rate=[0,0.2]``)."""
+    from ..recipe_catalog import resolve_recipe
+
+    file = resolve_recipe(path)
     try:
         data = load_yaml(file.read_text(encoding="utf-8")) or {}
     except Exception as err:  # noqa: BLE001 - yaml errors of every kind
