@@ -4,7 +4,9 @@
 built with rates r (``tests/test_exactness.py``). It sets ``nn.Dropout.p``, float attributes read by attention code,
 swaps ``nn.Identity`` placeholders for real ``nn.Dropout`` when a rate becomes positive, and writes the new rates into
 ``model.config`` (and ``peft_config``) so ``save_pretrained`` / ``from_pretrained`` round-trips them. Every change is
-recorded in a :class:`PatchReport`; ``restore_dropout`` replays it backwards.
+recorded in a :class:`PatchReport`; ``restore_dropout`` replays it backwards. The sites of every role ``spec`` names
+are made compile-ready (:mod:`dropout_tune.compiled_rates`), so later rate changes cost no recompile under
+``torch.compile``; in eager mode nothing changes.
 
 Example:
     >>> from dropout_tune.testing import tiny_model
@@ -24,12 +26,15 @@ import contextlib
 import inspect
 import re
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterator, Mapping, Optional, Union
 
+import torch
 from torch import nn
 
+from .compiled_rates import RateBank, is_compile_ready, make_compile_ready, original_class
 from .registry import (
     DROPOUT_ATTR,
     LORA,
@@ -39,6 +44,7 @@ from .registry import (
     guess_role,
 )
 from .roles import ROLES
+from .runtime import unwrap_model
 from .spec import DropoutSpec
 
 SpecLike = Union[DropoutSpec, Mapping[str, Any], str, float, None]
@@ -95,6 +101,7 @@ class PatchReport:
     unclassified: tuple[str, ...] = ()
     config_problems: tuple[str, ...] = ()
     _undo: list[tuple[Any, str, Any]] = field(default_factory=list, repr=False)
+    _model: Optional[weakref.ref] = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.config_changes)
@@ -178,7 +185,7 @@ def _walk(model: nn.Module, stochastic_depth: bool = False) -> Iterator[_Found]:
                 continue
             if isinstance(child, nn.modules.dropout._DropoutNd):
                 role, guessed = _classify(family, owner_class, attr)
-                kind = "module_p" if _reads_p(type(owner), attr) else "module"
+                kind = "module_p" if _reads_p(original_class(owner), attr) else "module"
                 yield _Found(DropoutSite(prefix + attr, role, float(child.p), kind, path, attr, owner_class, guessed),
                              owner)
             elif isinstance(child, nn.Identity):
@@ -392,18 +399,26 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     if strict and get_family(model_type) is None:
         raise ValueError(f"model type {model_type!r} is not in the dropout registry (strict=True); "
                          f"known: {', '.join(_known())}")
-    report = PatchReport()
+    report = PatchReport(_model=weakref.ref(model))
     found = list(_walk(model))
     sites = [f.site for f in found]
     rates = spec.as_dict()
+    bank = _bank_of(model)
+    device = _device_of(model)
     for item in found:
         site = item.site
         new = rates.get(site.role) if site.role else None
-        if new is None or new == site.p:
+        if new is None:
+            continue
+        # ready even when the rate stays: a schedule starts at the load-time rate, and making the site ready later,
+        # after the first compiled step, would cost a recompile
+        _make_ready(item, bank, device)
+        if new == site.p:
             continue
         if site.kind == "placeholder":
             placeholder = getattr(item.owner, site.attr)
-            _set(report, item.owner, site.attr, nn.Dropout(new).train(placeholder.training))
+            dropout = nn.Dropout(new).train(placeholder.training)
+            _set(report, item.owner, site.attr, make_compile_ready(dropout, ("p",), bank, device=device))
         elif site.kind == "attribute":
             _set(report, item.owner, site.attr, new)
         else:
@@ -414,8 +429,69 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     report.unclassified = tuple(s.name for s in sites if s.role is None)
     if write_config:
         _write_configs(model, spec, report, sites)
+    _refresh_bank(bank, found)
     _warn(report, model_type, warn_missing)
     return report
+
+
+# ---- compile-ready sites (see compiled_rates) --------------------------------------------------------------------
+
+
+_BANK_ATTR = "_dropout_tune_bank"
+
+
+def _bank_of(model: nn.Module) -> RateBank:
+    """The model's :class:`RateBank`, made on first use (an instance attribute: pickled and copied with the model)."""
+    bank = model.__dict__.get(_BANK_ATTR)
+    if bank is None:
+        bank = model.__dict__[_BANK_ATTR] = RateBank()
+    return bank
+
+
+def _device_of(model: nn.Module) -> Optional[torch.device]:
+    for tensor in model.parameters():
+        return tensor.device
+    return None
+
+
+def _rate_holder(item: _Found) -> tuple[nn.Module, str]:
+    """The module whose attribute holds the site's rate, and that attribute's name."""
+    if item.site.kind == "attribute":
+        return item.owner, item.site.attr
+    return getattr(item.owner, item.site.attr), "p"
+
+
+def _make_ready(item: _Found, bank: RateBank, device: Optional[torch.device]) -> None:
+    """Make the site compile-ready: its rate holder, and for ``module_p`` the owner that passes ``.p`` on (its
+    forward then runs in the mode that rewrites the attention call). Dropout2d and the like stay as they are."""
+    site, owner = item.site, item.owner
+    if site.kind == "placeholder":
+        return  # becomes a compile-ready nn.Dropout when its rate turns positive
+    if site.kind == "attribute":
+        make_compile_ready(owner, (site.attr,), bank, device=device)
+        return
+    module = getattr(owner, site.attr)
+    if original_class(module) is not nn.Dropout:
+        return
+    if site.kind == "module":
+        make_compile_ready(module, ("p",), bank, device=device)
+        return
+    # the owner's attention code reads .p: the tensor goes there only for kernels that take it (see compiled_rates)
+    make_compile_ready(module, ("p",), bank, config=getattr(owner, "config", None), device=device)
+    make_compile_ready(owner, (), bank, device=device)
+
+
+def _refresh_bank(bank: RateBank, found: list[_Found]) -> None:
+    """Bind every compile-ready site of the model to ``bank`` and set ``bank.live``: is any of their rates > 0?"""
+    live = False
+    for item in found:
+        holder, attr = _rate_holder(item)
+        if is_compile_ready(holder, attr):
+            holder.__dict__[_BANK_ATTR] = bank
+            live = live or holder.__dict__[attr] > 0
+            if item.site.kind == "module_p":
+                item.owner.__dict__[_BANK_ATTR] = bank
+    bank.live = live
 
 
 def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) -> None:
@@ -431,13 +507,26 @@ def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) ->
 
 
 def restore_dropout(model: nn.Module, report: PatchReport) -> None:
-    """Undo ``report`` exactly (rates, placeholder modules, config values), newest change first."""
+    """Undo ``report`` exactly (rates, placeholder modules, config values), newest change first.
+
+    ``report`` must come from ``apply_dropout`` on this same ``model`` (or the model inside its DDP /
+    ``torch.compile`` wrapper); a report from another model raises ValueError instead of restoring that one.
+    Compile-ready sites stay ready (they behave the same in eager mode).
+    """
+    made_on = report._model() if report._model is not None else unwrap_model(model)
+    if made_on is not model and made_on is not unwrap_model(model):
+        other = "a model that no longer exists" if made_on is None else f"another {type(made_on).__name__}"
+        raise ValueError(f"restore_dropout: the report was made by apply_dropout on {other}, not on this "
+                         f"{type(model).__name__}; pass the model the report came from")
     for obj, attr, old in reversed(report._undo):
         if old is _MISSING:
             delattr(obj, attr)
         else:
             setattr(obj, attr, old)
     report._undo.clear()
+    bank = made_on.__dict__.get(_BANK_ATTR)
+    if bank is not None:
+        _refresh_bank(bank, list(_walk(made_on)))
 
 
 @contextlib.contextmanager
