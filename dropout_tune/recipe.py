@@ -165,6 +165,7 @@ class TrainingSection:
     save_checkpoints: bool = False  # Trainer checkpoints (for resume) every epoch / eval_steps
     resume_from_checkpoint: Optional[str] = None
     bf16: bool = False
+    torch_compile: bool = False  # TrainingArguments(torch_compile=...); schedules cost no recompile
 
     def __post_init__(self) -> None:
         _positive(self.epochs, "training.epochs")

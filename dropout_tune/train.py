@@ -167,6 +167,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         logging_first_step=True,
         seed=t.seed,
         bf16=t.bf16,
+        torch_compile=t.torch_compile,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
         # Must be off for sequence classification: with it on, DDP multiplies the loss by the world size.
