@@ -5,6 +5,7 @@ count is the same for inductor, which compiles the graphs dynamo hands it).
 """
 
 import copy
+import os
 import pickle
 
 import pytest
@@ -155,3 +156,51 @@ def test_compile_ready_model_is_the_same_model_in_eager_mode(tmp_path):
     assert attention._dropout_tune_rate_attention_dropout.dtype == torch.float64
     restore_dropout(model, report)
     assert attention.attention_dropout == 0.0 and not model._dropout_tune_bank.live
+
+
+@pytest.fixture
+def _no_leaked_dynamo_env():
+    # TrainingArguments(torch_compile=True) exports ACCELERATE_DYNAMO_*: undo it so later tests do not compile
+    names = [name for name in os.environ if name.startswith("ACCELERATE_DYNAMO_")]
+    saved = {name: os.environ[name] for name in names}
+    yield
+    for name in [name for name in os.environ if name.startswith("ACCELERATE_DYNAMO_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
+def test_trainer_with_torch_compile_follows_a_schedule_without_recompiling(tmp_path, _no_leaked_dynamo_env):
+    from transformers import Trainer, TrainingArguments
+
+    from dropout_tune.callbacks import DropoutScheduleCallback
+
+    model = tiny_model("bert", num_labels=2, attn_implementation="sdpa")
+    model.config.problem_type = "single_label_classification"  # else BERT sets it in its first forward: a recompile
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": ids, "attention_mask": torch.ones(8, dtype=torch.long), "labels": i % 2}
+            for i, ids in enumerate(torch.randint(3, 99, (32, 8), generator=g))]
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=4, use_cpu=True,
+                             report_to="none", save_strategy="no", torch_compile=True,
+                             torch_compile_backend="eager", logging_steps=1)
+    callback = DropoutScheduleCallback("linear:0.1:0")
+    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[callback])
+    trainer.train()
+    rates = [entry["dropout/hidden"] for entry in trainer.state.log_history if "dropout/hidden" in entry]
+    assert rates == pytest.approx([0.1 * (1 - step / 8) for step in range(8)])
+    assert _graphs() == 1  # linear 0.1 -> 0 never reaches 0 within the run: one graph for every rate
+
+
+def test_recipe_torch_compile_reaches_the_trainer(tmp_path, _no_leaked_dynamo_env):
+    from dropout_tune.recipe import Recipe
+    from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
+    from dropout_tune.train import build_trainer
+
+    save_tiny_text_model(tmp_path / "model")
+    write_toy_text_task(tmp_path / "data", sizes=(8, 4, 4))
+    data = {"name": "toy", "model": {"name": str(tmp_path / "model")}, "data": {"task": str(tmp_path / "data")},
+            "training": {"output_dir": str(tmp_path / "run")}}
+    assert build_trainer(Recipe.from_dict(data)).trainer.args.torch_compile is False
+    compiled = build_trainer(Recipe.from_dict(data, overrides=["training.torch_compile=true"]))
+    assert compiled.trainer.args.torch_compile is True
+    with pytest.raises(ValueError, match="torch_compile"):
+        Recipe.from_dict(data, overrides=["training.torch_compile=sometimes"])
