@@ -82,12 +82,23 @@ def _takes_tensor_rate(module: nn.Module) -> bool:
     return getattr(config, "_attn_implementation", None) in TENSOR_RATE_ATTENTION
 
 
-def _rate_property(attr: str) -> property:
-    buffer = _buffer_name(attr)
+def _compiled_rate(module: nn.Module, attr: str) -> Any:
+    """The rate as compiled code reads it: the site's tensor, or ``0.0`` (no dropout at all) when no compile-ready
+    site of the model is live."""
+    return getattr(module, _buffer_name(attr)) if getattr(module, _BANK).live else 0.0
 
+
+def _in_tensor_rate_mode() -> bool:
+    """Is a :class:`TensorRateMode` active (dynamo reads the mode stack while tracing)?"""
+    return any(isinstance(torch._C._get_function_stack_at(i), TensorRateMode)
+               for i in range(torch._C._len_torch_function_stack()))
+
+
+def _rate_property(attr: str) -> property:
     def read(self):
-        if torch.compiler.is_compiling() and _takes_tensor_rate(self):
-            return getattr(self, buffer) if getattr(self, _BANK).live else 0.0
+        # a tensor only where TensorRateMode will rewrite the call that gets it
+        if torch.compiler.is_compiling() and _takes_tensor_rate(self) and _in_tensor_rate_mode():
+            return _compiled_rate(self, attr)
         return self.__dict__[attr]
 
     def write(self, value):
@@ -186,14 +197,16 @@ class TensorRateMode(TorchFunctionMode):
 
 def _ready_dropout_forward(self, input: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
-        return dropout_at_rate(input, self.p, self.training, self.inplace)
+        return dropout_at_rate(input, _compiled_rate(self, "p"), self.training, self.inplace)
     return F.dropout(input, self.__dict__["p"], self.training, self.inplace)
 
 
 def _forward_in_mode(forward: Callable) -> Callable:
     @functools.wraps(forward)  # keeps the signature and __wrapped__ (source inspection reads the original)
     def wrapper(self, *args, **kwargs):
-        if torch.compiler.is_compiling() and _takes_tensor_rate(self):
+        # Inside an activation-checkpointed layer, entering the mode is a side effect dynamo refuses unless
+        # torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint is True (see docs/compile.md).
+        if torch.compiler.is_compiling() and not _in_tensor_rate_mode():
             with TensorRateMode():
                 return forward(self, *args, **kwargs)
         return forward(self, *args, **kwargs)
