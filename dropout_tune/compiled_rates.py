@@ -21,9 +21,9 @@ Under compile dropout is equal in distribution to eager dropout, not bitwise: th
 generator. Attention kernels other than eager and SDPA (flash, flex) take a float rate, so their sites keep reading
 the float (and recompile when it changes).
 
-A new kind of site plugs in with :func:`make_compile_ready` on the module that holds the rate: an ``nn.Dropout``
-called as a module needs nothing else; a float consumed by ``F.dropout`` or SDPA inside the holder's forward is
-covered by the mode.
+A new kind of site plugs in with an entry in :data:`PREPARE_BY_KIND` that calls :func:`make_compile_ready` on the
+module holding the rate: an ``nn.Dropout`` called as a module needs nothing else; a float that the holder's forward
+passes to ``F.dropout`` or SDPA is covered by the mode.
 
 Example:
     >>> import torch
@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["RateBank", "TensorRateMode", "dropout_at_rate", "is_compile_ready", "make_compile_ready",
-           "original_class"]
+__all__ = ["PREPARE_BY_KIND", "RateBank", "TensorRateMode", "bank_of", "dropout_at_rate", "is_compile_ready",
+           "make_compile_ready", "original_class", "prepare_site", "refresh_bank"]
 
 #: Attention implementations whose functions call ``F.dropout`` / SDPA, which :class:`TensorRateMode` rewrites.
 TENSOR_RATE_ATTENTION = (None, "eager", "sdpa")
@@ -250,8 +250,10 @@ def original_class(module: nn.Module) -> type:
     return getattr(type(module), _BASE, type(module))
 
 
-def is_compile_ready(module: nn.Module, attr: str) -> bool:
-    return attr in getattr(type(module), _ATTRS, ())
+def is_compile_ready(module: nn.Module, attr: Optional[str]) -> bool:
+    """Is the rate ``attr`` of ``module`` compile-ready (``attr=None``: has ``module`` a compile-ready class)?"""
+    attrs = getattr(type(module), _ATTRS, None)
+    return attrs is not None and (attr is None or attr in attrs)
 
 
 def _device_of(module: nn.Module, default: Optional[torch.device]) -> Optional[torch.device]:
@@ -287,3 +289,83 @@ def make_compile_ready(module: nn.Module, attrs: Iterable[str], bank: RateBank, 
         if value > 0:
             bank.live = True
     return module
+
+
+# ---- sites, by kind ----------------------------------------------------------------------------------------------
+
+
+def bank_of(model: nn.Module) -> RateBank:
+    """The model's :class:`RateBank`, made on first use (an instance attribute: pickled and copied with the model)."""
+    bank = model.__dict__.get(_BANK)
+    if bank is None:
+        bank = model.__dict__[_BANK] = RateBank()
+    return bank
+
+
+def has_bank(model: nn.Module) -> bool:
+    return _BANK in model.__dict__
+
+
+def model_device(model: nn.Module) -> Optional[torch.device]:
+    """Where the rate tensors of modules without parameters of their own go: the model's first parameter's device."""
+    for tensor in model.parameters():
+        return tensor.device
+    return None
+
+
+def rate_holder(kind: str, owner: nn.Module, attr: str) -> tuple[nn.Module, str]:
+    """The module whose attribute holds the rate of the site ``owner.attr`` of ``kind``, and that attribute."""
+    return (owner, attr) if kind == "attribute" else (getattr(owner, attr), "p")
+
+
+def _prepare_attribute(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
+    make_compile_ready(owner, (attr,), bank, device=device)
+
+
+def _prepare_module(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
+    module = getattr(owner, attr)
+    if original_class(module) is nn.Dropout:  # Dropout2d, AlphaDropout... keep their float
+        make_compile_ready(module, ("p",), bank, device=device)
+
+
+def _prepare_module_p(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
+    module = getattr(owner, attr)
+    if original_class(module) is nn.Dropout:
+        # the owner's attention code reads .p: a tensor goes there only for kernels that take it, and only inside
+        # the owner's forward, which runs in the mode that rewrites the call
+        make_compile_ready(module, ("p",), bank, config=getattr(owner, "config", None), device=device)
+        make_compile_ready(owner, (), bank, device=device)
+
+
+def _prepare_placeholder(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
+    """Nothing yet: ``apply_dropout`` puts a compile-ready ``nn.Dropout`` there when the rate turns positive."""
+
+
+#: site kind -> how its site is made compile-ready; a kind missing here keeps its float (and recompiles).
+PREPARE_BY_KIND: dict[str, Callable[[nn.Module, str, RateBank, Optional[torch.device]], None]] = {
+    "module": _prepare_module,
+    "module_p": _prepare_module_p,
+    "attribute": _prepare_attribute,
+    "placeholder": _prepare_placeholder,
+}
+
+
+def prepare_site(kind: str, owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
+    """Make the site ``owner.attr`` of ``kind`` compile-ready (idempotent)."""
+    prepare = PREPARE_BY_KIND.get(kind)
+    if prepare is not None:
+        prepare(owner, attr, bank, device)
+
+
+def refresh_bank(bank: RateBank, sites: Iterable[tuple[str, nn.Module, str]]) -> None:
+    """Bind every compile-ready site among ``sites`` (kind, owner, attr) to ``bank`` and set ``bank.live``: is any
+    of their rates > 0?"""
+    live = False
+    for kind, owner, attr in sites:
+        holder, rate_attr = rate_holder(kind, owner, attr)
+        if is_compile_ready(holder, rate_attr):
+            holder.__dict__[_BANK] = bank
+            live = live or holder.__dict__[rate_attr] > 0
+            if is_compile_ready(owner, None):
+                owner.__dict__[_BANK] = bank
+    bank.live = live

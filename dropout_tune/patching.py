@@ -29,12 +29,19 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
-import torch
 from torch import nn
 
-from .compiled_rates import RateBank, is_compile_ready, make_compile_ready, original_class
+from .compiled_rates import (
+    bank_of,
+    has_bank,
+    make_compile_ready,
+    model_device,
+    original_class,
+    prepare_site,
+    refresh_bank,
+)
 from .registry import (
     DROPOUT_ATTR,
     LORA,
@@ -403,8 +410,8 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     found = list(_walk(model))
     sites = [f.site for f in found]
     rates = spec.as_dict()
-    bank = _bank_of(model)
-    device = _device_of(model)
+    bank = bank_of(model)
+    device = model_device(model)
     for item in found:
         site = item.site
         new = rates.get(site.role) if site.role else None
@@ -412,7 +419,7 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
             continue
         # ready even when the rate stays: a schedule starts at the load-time rate, and making the site ready later,
         # after the first compiled step, would cost a recompile
-        _make_ready(item, bank, device)
+        prepare_site(site.kind, item.owner, site.attr, bank, device)
         if new == site.p:
             continue
         if site.kind == "placeholder":
@@ -429,69 +436,13 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     report.unclassified = tuple(s.name for s in sites if s.role is None)
     if write_config:
         _write_configs(model, spec, report, sites)
-    _refresh_bank(bank, found)
+    refresh_bank(bank, _holders(found))
     _warn(report, model_type, warn_missing)
     return report
 
 
-# ---- compile-ready sites (see compiled_rates) --------------------------------------------------------------------
-
-
-_BANK_ATTR = "_dropout_tune_bank"
-
-
-def _bank_of(model: nn.Module) -> RateBank:
-    """The model's :class:`RateBank`, made on first use (an instance attribute: pickled and copied with the model)."""
-    bank = model.__dict__.get(_BANK_ATTR)
-    if bank is None:
-        bank = model.__dict__[_BANK_ATTR] = RateBank()
-    return bank
-
-
-def _device_of(model: nn.Module) -> Optional[torch.device]:
-    for tensor in model.parameters():
-        return tensor.device
-    return None
-
-
-def _rate_holder(item: _Found) -> tuple[nn.Module, str]:
-    """The module whose attribute holds the site's rate, and that attribute's name."""
-    if item.site.kind == "attribute":
-        return item.owner, item.site.attr
-    return getattr(item.owner, item.site.attr), "p"
-
-
-def _make_ready(item: _Found, bank: RateBank, device: Optional[torch.device]) -> None:
-    """Make the site compile-ready: its rate holder, and for ``module_p`` the owner that passes ``.p`` on (its
-    forward then runs in the mode that rewrites the attention call). Dropout2d and the like stay as they are."""
-    site, owner = item.site, item.owner
-    if site.kind == "placeholder":
-        return  # becomes a compile-ready nn.Dropout when its rate turns positive
-    if site.kind == "attribute":
-        make_compile_ready(owner, (site.attr,), bank, device=device)
-        return
-    module = getattr(owner, site.attr)
-    if original_class(module) is not nn.Dropout:
-        return
-    if site.kind == "module":
-        make_compile_ready(module, ("p",), bank, device=device)
-        return
-    # the owner's attention code reads .p: the tensor goes there only for kernels that take it (see compiled_rates)
-    make_compile_ready(module, ("p",), bank, config=getattr(owner, "config", None), device=device)
-    make_compile_ready(owner, (), bank, device=device)
-
-
-def _refresh_bank(bank: RateBank, found: list[_Found]) -> None:
-    """Bind every compile-ready site of the model to ``bank`` and set ``bank.live``: is any of their rates > 0?"""
-    live = False
-    for item in found:
-        holder, attr = _rate_holder(item)
-        if is_compile_ready(holder, attr):
-            holder.__dict__[_BANK_ATTR] = bank
-            live = live or holder.__dict__[attr] > 0
-            if item.site.kind == "module_p":
-                item.owner.__dict__[_BANK_ATTR] = bank
-    bank.live = live
+def _holders(found: Iterable[_Found]) -> Iterator[tuple[str, nn.Module, str]]:
+    return ((item.site.kind, item.owner, item.site.attr) for item in found)
 
 
 def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) -> None:
@@ -524,9 +475,8 @@ def restore_dropout(model: nn.Module, report: PatchReport) -> None:
         else:
             setattr(obj, attr, old)
     report._undo.clear()
-    bank = made_on.__dict__.get(_BANK_ATTR)
-    if bank is not None:
-        _refresh_bank(bank, list(_walk(made_on)))
+    if has_bank(made_on):
+        refresh_bank(bank_of(made_on), _holders(_walk(made_on)))
 
 
 @contextlib.contextmanager
