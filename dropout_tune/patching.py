@@ -4,7 +4,9 @@
 built with rates r (``tests/test_exactness.py``). It sets ``nn.Dropout.p``, float attributes read by attention code,
 swaps ``nn.Identity`` placeholders for real ``nn.Dropout`` when a rate becomes positive, and writes the new rates into
 ``model.config`` (and ``peft_config``) so ``save_pretrained`` / ``from_pretrained`` round-trips them. Every change is
-recorded in a :class:`PatchReport`; ``restore_dropout`` replays it backwards.
+recorded in a :class:`PatchReport`; ``restore_dropout`` replays it backwards. The sites of every role ``spec`` names
+are made compile-ready (:mod:`dropout_tune.compiled_rates`), so later rate changes cost no recompile under
+``torch.compile``; in eager mode nothing changes.
 
 Example:
     >>> from dropout_tune.testing import tiny_model
@@ -24,12 +26,22 @@ import contextlib
 import inspect
 import re
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 from torch import nn
 
+from .compiled_rates import (
+    bank_of,
+    has_bank,
+    make_compile_ready,
+    model_device,
+    original_class,
+    prepare_site,
+    refresh_bank,
+)
 from .registry import (
     DROPOUT_ATTR,
     STOCHASTIC_DEPTH_ATTR,
@@ -37,10 +49,11 @@ from .registry import (
     get_family,
     guess_role,
 )
-from .roles import ROLES, Role
+from .roles import Role
+from .runtime import unwrap_model
+from .spec import DropoutSpec
 
 LORA = Role.LORA.value
-from .spec import DropoutSpec
 
 SpecLike = Union[DropoutSpec, Mapping[str, Any], str, float, None]
 _MISSING = object()
@@ -96,6 +109,7 @@ class PatchReport:
     unclassified: tuple[str, ...] = ()
     config_problems: tuple[str, ...] = ()
     _undo: list[tuple[Any, str, Any]] = field(default_factory=list, repr=False)
+    _model: Optional[weakref.ref] = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.config_changes)
@@ -179,7 +193,7 @@ def _walk(model: nn.Module, stochastic_depth: bool = False) -> Iterator[_Found]:
                 continue
             if isinstance(child, nn.modules.dropout._DropoutNd):
                 role, guessed = _classify(family, owner_class, attr)
-                kind = "module_p" if _reads_p(type(owner), attr) else "module"
+                kind = "module_p" if _reads_p(original_class(owner), attr) else "module"
                 yield _Found(DropoutSite(prefix + attr, role, float(child.p), kind, path, attr, owner_class, guessed),
                              owner)
             elif isinstance(child, nn.Identity):
@@ -393,18 +407,26 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     if strict and get_family(model_type) is None:
         raise ValueError(f"model type {model_type!r} is not in the dropout registry (strict=True); "
                          f"known: {', '.join(_known())}")
-    report = PatchReport()
+    report = PatchReport(_model=weakref.ref(model))
     found = list(_walk(model))
     sites = [f.site for f in found]
     rates = spec.as_dict()
+    bank = bank_of(model)
+    device = model_device(model)
     for item in found:
         site = item.site
         new = rates.get(site.role) if site.role else None
-        if new is None or new == site.p:
+        if new is None:
+            continue
+        # ready even when the rate stays: a schedule starts at the load-time rate, and making the site ready later,
+        # after the first compiled step, would cost a recompile
+        prepare_site(site.kind, item.owner, site.attr, bank, device)
+        if new == site.p:
             continue
         if site.kind == "placeholder":
             placeholder = getattr(item.owner, site.attr)
-            _set(report, item.owner, site.attr, nn.Dropout(new).train(placeholder.training))
+            dropout = nn.Dropout(new).train(placeholder.training)
+            _set(report, item.owner, site.attr, make_compile_ready(dropout, ("p",), bank, device=device))
         elif site.kind == "attribute":
             _set(report, item.owner, site.attr, new)
         else:
@@ -415,8 +437,13 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     report.unclassified = tuple(s.name for s in sites if s.role is None)
     if write_config:
         _write_configs(model, spec, report, sites)
+    refresh_bank(bank, _holders(found))
     _warn(report, model_type, warn_missing)
     return report
+
+
+def _holders(found: Iterable[_Found]) -> Iterator[tuple[str, nn.Module, str]]:
+    return ((item.site.kind, item.owner, item.site.attr) for item in found)
 
 
 def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) -> None:
@@ -432,13 +459,25 @@ def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) ->
 
 
 def restore_dropout(model: nn.Module, report: PatchReport) -> None:
-    """Undo ``report`` exactly (rates, placeholder modules, config values), newest change first."""
+    """Undo ``report`` exactly (rates, placeholder modules, config values), newest change first.
+
+    ``report`` must come from ``apply_dropout`` on this same ``model`` (or the model inside its DDP /
+    ``torch.compile`` wrapper); a report from another model raises ValueError instead of restoring that one.
+    Compile-ready sites stay ready (they behave the same in eager mode).
+    """
+    made_on = report._model() if report._model is not None else unwrap_model(model)
+    if made_on is not model and made_on is not unwrap_model(model):
+        other = "a model that no longer exists" if made_on is None else f"another {type(made_on).__name__}"
+        raise ValueError(f"restore_dropout: the report was made by apply_dropout on {other}, not on this "
+                         f"{type(model).__name__}; pass the model the report came from")
     for obj, attr, old in reversed(report._undo):
         if old is _MISSING:
             delattr(obj, attr)
         else:
             setattr(obj, attr, old)
     report._undo.clear()
+    if has_bank(made_on):
+        refresh_bank(bank_of(made_on), _holders(_walk(made_on)))
 
 
 @contextlib.contextmanager

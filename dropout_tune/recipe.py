@@ -176,6 +176,7 @@ class TrainingSection:
     resume_from_checkpoint: Optional[str] = None  # a checkpoint dir; one inside output_dir continues that run
     overwrite: bool = False  # replace a run already in output_dir (refused otherwise)
     bf16: bool = False
+    torch_compile: bool = False  # TrainingArguments(torch_compile=...); schedules cost no recompile
 
     def __post_init__(self) -> None:
         _positive(self.epochs, "training.epochs")

@@ -176,6 +176,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         logging_first_step=True,
         seed=t.seed,
         bf16=t.bf16,
+        torch_compile=t.torch_compile,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
         # Off: each rank divides by its own item count (no extra all-reduce per step); DDP averages the ranks.

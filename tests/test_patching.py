@@ -105,6 +105,17 @@ def test_only_changed_sites_are_touched_and_context_manager_restores():
     assert current_rates(model)["attention"] == 0.1
 
 
+def test_restore_refuses_a_report_from_another_model():
+    model_a, model_b = tiny_model("bert"), tiny_model("bert")
+    report = apply_dropout(model_a, "attention=0.3")
+    apply_dropout(model_b, "attention=0.2")
+    with pytest.raises(ValueError, match="another BertForSequenceClassification"):
+        restore_dropout(model_b, report)
+    assert current_rates(model_a)["attention"] == 0.3 and current_rates(model_b)["attention"] == 0.2
+    restore_dropout(torch.compile(model_a), report)  # the same model inside a wrapper is fine
+    assert current_rates(model_a)["attention"] == 0.1
+
+
 def test_missing_role_warns():
     with pytest.warns(UserWarning, match="activation"):
         apply_dropout(tiny_model("bert"), "activation=0.1")
