@@ -136,7 +136,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 class _StochasticSwitch:
     """The exact set of flags that turns the chosen dropout sites of an eval-mode model stochastic.
 
-    ``on()`` sets ``training=True`` on each dropout module (kind ``module``/``module_p``) and on each owner whose
+    ``on()`` sets ``training=True`` on each dropout module (``module``/``module_p``/``injected``), on each owner whose
     forward gates a site (``module_p``/``attribute``) -- on that module alone, never recursively -- and neutralises
     what ``training=True`` would also switch on in those owners (layerdrop / drop-path rates, gradient checkpointing).
     ``off()`` puts back what ``on()`` changed; ``close()`` also undoes the rates ``spec`` set.
@@ -172,7 +172,7 @@ class _StochasticSwitch:
                     or (exclude is not None and exclude(site, owner))):
                 continue
             self.sites.append(site)
-            if site.kind in ("module", "module_p"):
+            if site.kind in ("module", "module_p", "injected"):
                 module = owner._modules[site.attr]
                 targets[id(module)] = module
             if site.kind in ("module_p", "attribute"):

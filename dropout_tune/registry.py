@@ -11,7 +11,8 @@ up. Each entry says
   ``nn.Dropout``, an ``nn.Identity`` placeholder, or a float read by the forward code; the kind is found at run time.
   A class is named rather than a module path because the same attribute name means different roles in different
   classes (``BartAttention.dropout`` is attention dropout, ``BartEncoderLayer.dropout`` residual dropout);
-* ``stochastic_depth``: layerdrop / drop-path knobs, reported apart and never patched as dropout.
+* ``stochastic_depth``: layerdrop / drop-path knobs, reported apart and never patched as dropout;
+* ``injection``: where :mod:`dropout_tune.injection` adds the roles a decoder family has no sites for.
 
 The tables were read off transformers 5.x source, and ``tests/test_registry.py`` re-derives them for every family by
 building a tiny model with a distinct sentinel rate per config key and checking which sites pick up which key.
@@ -37,6 +38,26 @@ EMB, ATT, HID, ACT, CLS, LORA = "embedding", "attention", "hidden", "activation"
 
 
 @dataclass(frozen=True)
+class InjectionPoints:
+    """Where dropout can be injected into a Llama-style decoder (see :mod:`dropout_tune.injection`).
+
+    Paths are relative to the base model (``layers``, ``embedding``) or to one decoder layer (the others); a role
+    whose path is None is not injected (the family builds native sites for it).
+    """
+
+    layers: str = "layers"  # ModuleList of decoder layers
+    embedding: Optional[str] = "embed_tokens"  # embedding dropout on its output
+    attention_output: Optional[str] = "self_attn"  # hidden dropout on its output, before the residual add
+    mlp_output: Optional[str] = "mlp"  # hidden dropout on its output, before the residual add
+    activation: Optional[str] = "mlp.down_proj"  # activation dropout on its input
+
+    def roles(self) -> tuple[str, ...]:
+        hidden = self.attention_output is not None or self.mlp_output is not None
+        present = {EMB: self.embedding is not None, HID: hidden, ACT: self.activation is not None}
+        return tuple(role for role, ok in present.items() if ok)
+
+
+@dataclass(frozen=True)
 class FamilyDropout:
     """The dropout sites of one model family (see the module docstring)."""
 
@@ -44,6 +65,7 @@ class FamilyDropout:
     sites: Mapping[str, str]
     config_fallbacks: Mapping[str, str] = field(default_factory=dict)
     stochastic_depth: tuple[str, ...] = ()
+    injection: Optional[InjectionPoints] = None
 
     def role_of(self, owner_class: str, attr: str) -> Optional[str]:
         """The role of ``owner_class.attr``, or None when it is not a dropout site of this family."""
@@ -93,9 +115,10 @@ def _bert_like(prefix: str, **extra_keys: tuple[str, ...]) -> FamilyDropout:
     )
 
 
-def _decoder_only(prefix: str) -> FamilyDropout:
-    """Llama-style decoders: attention dropout is a float on the attention module, nothing else."""
-    return FamilyDropout(config_keys={"attention_dropout": (ATT,)}, sites={f"{prefix}Attention.attention_dropout": ATT})
+def _decoder_only(prefix: str, injection: InjectionPoints = InjectionPoints()) -> FamilyDropout:
+    """Llama-style decoders: attention dropout is a float on the attention module; the other roles are injected."""
+    return FamilyDropout(config_keys={"attention_dropout": (ATT,)}, sites={f"{prefix}Attention.attention_dropout": ATT},
+                         injection=injection)
 
 
 def _encoder_decoder(prefix: str) -> FamilyDropout:
@@ -225,6 +248,20 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
     "mistral": _decoder_only("Mistral"),
     "qwen2": _decoder_only("Qwen2"),
     "gemma": _decoder_only("Gemma"),
+    "qwen3": _decoder_only("Qwen3"),
+    # Gemma2 normalises each block's output before the residual add: hidden dropout goes after those norms
+    "gemma2": _decoder_only("Gemma2", InjectionPoints(attention_output="post_attention_layernorm",
+                                                      mlp_output="post_feedforward_layernorm")),
+    # Phi-3 has residual dropout (resid_pdrop) but none on its embeddings (embd_pdrop is unused) or activations
+    "phi3": FamilyDropout(
+        config_keys={"attention_dropout": (ATT,), "resid_pdrop": (HID,)},
+        sites={
+            "Phi3Attention.attention_dropout": ATT,
+            "Phi3DecoderLayer.resid_attn_dropout": HID,
+            "Phi3DecoderLayer.resid_mlp_dropout": HID,
+        },
+        injection=InjectionPoints(attention_output=None, mlp_output=None),
+    ),
     "phi": FamilyDropout(
         config_keys={"embd_pdrop": (EMB,), "attention_dropout": (ATT,), "resid_pdrop": (HID,)},
         sites={
