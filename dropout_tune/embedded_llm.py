@@ -75,6 +75,7 @@ def checkpoint_dir(name: str, cache_dir: Optional[PathLike] = None) -> Path:
     source = gguf_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging.chmod(0o755)  # mkdtemp makes 0700; the cache may be shared read-only
     try:
         _convert(source, staging)
         try:

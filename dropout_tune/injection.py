@@ -217,3 +217,21 @@ def persisted_rates(config: Any) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise ValueError(f"config {CONFIG_KEY}: expected a mapping of role to rate, got {value!r}")
     return {str(role): float(p) for role, p in value.items()}
+
+
+def line_up(before: list, after: list) -> list:
+    """``before`` with a row for each site that a patch added (an injected site, reported with p = 0 and kind
+    ``absent``), in ``after``'s order: the rows of a before -> after table.
+
+    >>> from dropout_tune import apply_dropout, inspect_dropout
+    >>> from dropout_tune.testing import tiny_model
+    >>> model = tiny_model("llama")
+    >>> before = inspect_dropout(model)
+    >>> _ = apply_dropout(model, "embedding=0.1")
+    >>> [(s.name, s.kind, s.p) for s in line_up(before, inspect_dropout(model))][-1]
+    ('model.embedding_dropout', 'absent', 0.0)
+    """
+    from dataclasses import replace
+
+    by_name = {site.name: site for site in before}
+    return [by_name.get(site.name) or replace(site, p=0.0, kind="absent") for site in after]
