@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dropout_tune.mc import TRUNK_LAYERS, mc_dropout, mc_predict, rows_for_budget, trace_dropout
-from dropout_tune.patching import inspect_dropout, inspect_stochastic_depth
+from dropout_tune.patching import apply_dropout, inspect_dropout, inspect_stochastic_depth
 from dropout_tune.spec import DropoutSpec
 from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model
 
@@ -26,7 +26,7 @@ ALL_AT_0_1 = DropoutSpec.uniform(0.1)
 #: every role at 0.1 but the embedding, which trunk mode treats as part of the deterministic trunk.
 NO_EMBEDDING = DropoutSpec.from_dict({"all": 0.1, "embedding": 0.0})
 #: families whose tiny model can be built with SDPA attention.
-SDPA_FAMILIES = [f for f in FAMILIES if f != "deberta-v2"]
+SDPA_FAMILIES = [f for f in FAMILIES if f not in ("deberta-v2", "gemma2")]  # transformers has no SDPA path for these
 
 
 def build(family: str, **kwargs) -> nn.Module:
@@ -327,7 +327,9 @@ def test_trunk_top_layer_equals_loop_with_bottom_frozen(family):
     model = build(family, num_hidden_layers=3) if family not in ("distilbert", "gpt2") else build(family)
     inputs = tiny_inputs(model, batch_size=2)
     layers = model.base_model.get_submodule(TRUNK_LAYERS[family])
-    frozen = list(layers[:-1]) + [m for n, m in model.named_modules() if n.endswith(("embeddings", ".drop"))]
+    apply_dropout(model, ALL_AT_0_1, warn_missing=False)  # so injected sites (llama) exist to be frozen below
+    frozen = list(layers[:-1]) + [m for n, m in model.named_modules()
+                                  if n.endswith(("embeddings", ".drop", ".embedding_dropout"))]
     probs = reference_samples(model, inputs, 4, seed=7, spec=ALL_AT_0_1, frozen=frozen)
     trunk = mc_predict(model, inputs, samples=4, mode="trunk", stochastic_layers=1, spec=ALL_AT_0_1,
                        max_batch=2, seed=7, keep_samples=True)
