@@ -228,3 +228,16 @@ def test_gradient_checkpointing_replays_the_same_masks():
         _logits(model, inputs, True).sum().backward()
         grads.append([p.grad for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_deepcopy_carries_its_own_injected_sites():
+    import copy
+
+    model = tiny_model("llama")
+    apply_dropout(model, "hidden=0.2")
+    inputs = tiny_inputs(model)
+    twin = copy.deepcopy(model)
+    assert torch.equal(_logits(twin, inputs, True), _logits(model, inputs, True))
+    apply_dropout(twin, "hidden=0.0")  # the copy's hooks call the copy's modules
+    assert not torch.equal(_logits(twin, inputs, True), _logits(model, inputs, True))
+    assert torch.equal(_logits(twin, inputs, True), _logits(twin, inputs, False))
