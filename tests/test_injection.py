@@ -11,8 +11,8 @@ from torch import nn
 
 from dropout_tune import apply_dropout, inspect_dropout, load_model, restore_dropout
 from dropout_tune.callbacks import DropoutScheduler
-from dropout_tune.mc import mc_dropout
 from dropout_tune.injection import CONFIG_KEY, InjectedDropout, injectable_roles, injected_rates
+from dropout_tune.mc import mc_dropout
 from dropout_tune.registry import FAMILY_DROPOUT
 from dropout_tune.testing import tiny_inputs, tiny_model
 
