@@ -35,7 +35,7 @@ TASK_AUTO_CLASSES = {
 
 def resolve_model_path(name_or_path: str) -> str:
     """``minilm`` -> the directory of the embedded all-MiniLM-L6-v2, ``smollm2`` -> the cached conversion of the
-    embedded SmolLM2-135M-Instruct (made on first use, ~30 s); anything else is returned unchanged.
+    embedded SmolLM2-135M-Instruct (made on first use: 40 s or more); anything else is returned unchanged.
 
     >>> resolve_model_path("bert-base-uncased")
     'bert-base-uncased'
