@@ -347,6 +347,7 @@ PREPARE_BY_KIND: dict[str, Callable[[nn.Module, str, RateBank, Optional[torch.de
     "module_p": _prepare_module_p,
     "attribute": _prepare_attribute,
     "placeholder": _prepare_placeholder,
+    "injected": _prepare_module,  # an nn.Dropout subclass that injection's hooks call as a module
 }
 
 

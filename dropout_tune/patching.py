@@ -42,6 +42,7 @@ from .compiled_rates import (
     prepare_site,
     refresh_bank,
 )
+from .injection import CONFIG_KEY as INJECTED_KEY, InjectedDropout, inject_missing, injectable_roles, injected_rates
 from .registry import (
     DROPOUT_ATTR,
     STOCHASTIC_DEPTH_ATTR,
@@ -58,7 +59,7 @@ LORA = Role.LORA.value
 SpecLike = Union[DropoutSpec, Mapping[str, Any], str, float, None]
 _MISSING = object()
 
-KINDS = ("module", "module_p", "attribute", "placeholder")
+KINDS = ("module", "module_p", "attribute", "placeholder", "injected")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class DropoutSite:
 
     ``kind`` is ``module`` (an ``nn.Dropout`` called as a module), ``module_p`` (an ``nn.Dropout`` whose ``.p`` the
     attention code reads; the owner's ``.training`` gates it, not its own), ``attribute`` (a float read by the owner's
-    forward, gated by the owner's ``.training``) or ``placeholder`` (an ``nn.Identity`` built because the rate was 0).
+    forward, gated by the owner's ``.training``), ``placeholder`` (an ``nn.Identity`` built because the rate was 0) or
+    ``injected`` (an ``nn.Dropout`` that ``apply_dropout`` added to a family without sites for the role; see
+    :mod:`dropout_tune.injection`).
     ``role`` is None when the site could not be classified; ``guessed`` is True when the role came from name
     heuristics rather than the registry.
     """
@@ -191,7 +194,10 @@ def _walk(model: nn.Module, stochastic_depth: bool = False) -> Iterator[_Found]:
                 continue
             if is_sd:
                 continue
-            if isinstance(child, nn.modules.dropout._DropoutNd):
+            if isinstance(child, InjectedDropout):
+                yield _Found(DropoutSite(prefix + attr, child.role, float(child.p), "injected", path, attr,
+                                         owner_class), owner)
+            elif isinstance(child, nn.modules.dropout._DropoutNd):
                 role, guessed = _classify(family, owner_class, attr)
                 kind = "module_p" if _reads_p(original_class(owner), attr) else "module"
                 yield _Found(DropoutSite(prefix + attr, role, float(child.p), kind, path, attr, owner_class, guessed),
@@ -376,6 +382,10 @@ def _write_configs(model: nn.Module, spec: DropoutSpec, report: PatchReport, sit
             if old != value:
                 _set(report, config, key, value)
                 report.config_changes.append(ConfigChange("config", key, old, value))
+    injected, old_injected = injected_rates(model), getattr(config, INJECTED_KEY, None)
+    if config is not None and injected != (old_injected or {}):
+        _set(report, config, INJECTED_KEY, injected)  # for save_pretrained; load_model re-injects these rates
+        report.config_changes.append(ConfigChange("config", INJECTED_KEY, old_injected, injected))
     peft_config = getattr(model, "peft_config", None)
     if spec.lora is not None and isinstance(peft_config, Mapping):
         adapters = {s.attr for s in sites if s.role == LORA}
@@ -409,10 +419,12 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
                          f"known: {', '.join(_known())}")
     report = PatchReport(_model=weakref.ref(model))
     found = list(_walk(model))
-    sites = [f.site for f in found]
     rates = spec.as_dict()
     bank = bank_of(model)
     device = model_device(model)
+    if inject_missing(model, rates, {f.site.role for f in found}, lambda *change: _set(report, *change)):
+        found = list(_walk(model))  # the injected sites, at p = 0, get their rates below like any other site
+    sites = [f.site for f in found]
     for item in found:
         site = item.site
         new = rates.get(site.role) if site.role else None
@@ -432,7 +444,7 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
         else:
             _set(report, getattr(item.owner, site.attr), "p", new)
         report.changes.append(SiteChange(site.name, site.role, site.kind, site.p, new))
-    present = {s.role for s in sites}
+    present = {s.role for s in sites} | set(injectable_roles(model))
     report.missing_roles = tuple(role for role, _ in spec.items() if role not in present)
     report.unclassified = tuple(s.name for s in sites if s.role is None)
     if write_config:

@@ -15,6 +15,8 @@ parametrized tests pick it up (docs/adding_a_family.md walks through one). Each 
 * layers: path of the nn.ModuleList of transformer layers inside model.base_model (MC dropout's trunk mode), or
   None where there is no single stack (encoder-decoders, ALBERT's shared layer groups);
 * sdpa: whether transformers has an SDPA attention for the family (False: eager is its only implementation).
+* injection: where dropout_tune.injection adds the roles a decoder family has no sites for (None: nothing is
+  injected).
 
 The tables were read off transformers 5.x source, and tests/test_registry.py re-derives them for every family: a
 tiny model built with a distinct sentinel rate per config key shows which sites pick up which key, every
@@ -44,6 +46,27 @@ from .roles import Role
 
 
 @dataclass(frozen=True)
+class InjectionPoints:
+    """Where dropout can be injected into a Llama-style decoder (see :mod:`dropout_tune.injection`).
+
+    Paths are relative to the base model (``layers``, ``embedding``) or to one decoder layer (the others); a role
+    whose path is None is not injected (the family builds native sites for it).
+    """
+
+    layers: str = "layers"  # ModuleList of decoder layers
+    embedding: Optional[str] = "embed_tokens"  # embedding dropout on its output
+    attention_output: Optional[str] = "self_attn"  # hidden dropout on its output, before the residual add
+    mlp_output: Optional[str] = "mlp"  # hidden dropout on its output, before the residual add
+    activation: Optional[str] = "mlp.down_proj"  # activation dropout on its input
+
+    def roles(self) -> tuple[str, ...]:
+        hidden = self.attention_output is not None or self.mlp_output is not None
+        present = {Role.EMBEDDING.value: self.embedding is not None, Role.HIDDEN.value: hidden,
+                   Role.ACTIVATION.value: self.activation is not None}
+        return tuple(role for role, ok in present.items() if ok)
+
+
+@dataclass(frozen=True)
 class FamilyDropout:
     """Everything the library knows about one model family (see the module docstring). Roles may be given as
     Role members or their names; they are stored as plain strings.
@@ -58,6 +81,7 @@ class FamilyDropout:
     stochastic_depth: tuple[str, ...] = ()
     layers: Optional[str] = None
     sdpa: bool = True
+    injection: Optional[InjectionPoints] = None
 
     def __post_init__(self) -> None:
         # Plain strings, so that roles print, compare and serialise the same everywhere; Role() rejects a typo.
@@ -119,10 +143,11 @@ def _bert_like(prefix: str, heads: Optional[Mapping[str, Role]] = None, **extra_
     )
 
 
-def _decoder_only(prefix: str) -> FamilyDropout:
-    """Llama-style decoders: attention dropout is a float on the attention module, nothing else."""
+def _decoder_only(prefix: str, injection: Optional[InjectionPoints] = None, sdpa: bool = True) -> FamilyDropout:
+    """Llama-style decoders: attention dropout is a float on the attention module; the other roles are injected."""
     return FamilyDropout(config_keys={"attention_dropout": (Role.ATTENTION,)},
-                         sites={f"{prefix}Attention.attention_dropout": Role.ATTENTION}, layers="layers")
+                         sites={f"{prefix}Attention.attention_dropout": Role.ATTENTION}, layers="layers",
+                         sdpa=sdpa, injection=injection or InjectionPoints())
 
 
 def _encoder_decoder(prefix: str, heads: tuple[str, ...] = ()) -> FamilyDropout:
@@ -264,6 +289,20 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
     "qwen2": _decoder_only("Qwen2"),
     "qwen3": _decoder_only("Qwen3"),
     "gemma": _decoder_only("Gemma"),
+    # Gemma2 normalises each block's output before the residual add: hidden dropout goes after those norms
+    "gemma2": _decoder_only("Gemma2", InjectionPoints(attention_output="post_attention_layernorm",
+                                                      mlp_output="post_feedforward_layernorm"), sdpa=False),
+    # Phi-3 has residual dropout (resid_pdrop) but none on its embeddings (embd_pdrop is unused) or activations
+    "phi3": FamilyDropout(
+        config_keys={"attention_dropout": (Role.ATTENTION,), "resid_pdrop": (Role.HIDDEN,)},
+        sites={
+            "Phi3Attention.attention_dropout": Role.ATTENTION,
+            "Phi3DecoderLayer.resid_attn_dropout": Role.HIDDEN,
+            "Phi3DecoderLayer.resid_mlp_dropout": Role.HIDDEN,
+        },
+        layers="layers",
+        injection=InjectionPoints(attention_output=None, mlp_output=None),
+    ),
     "phi": FamilyDropout(
         config_keys={"embd_pdrop": (Role.EMBEDDING,), "attention_dropout": (Role.ATTENTION,),
                      "resid_pdrop": (Role.HIDDEN,)},

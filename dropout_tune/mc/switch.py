@@ -71,7 +71,7 @@ class StochasticSwitch:
                     or (exclude is not None and exclude(site, owner))):
                 continue
             self.sites.append(site)
-            if site.kind in ("module", "module_p"):
+            if site.kind in ("module", "module_p", "injected"):
                 module = owner._modules[site.attr]
                 targets[id(module)] = module
             if site.kind in OWNER_GATED:
