@@ -227,6 +227,11 @@ def _reduce_as_base(self, protocol):
     return (constructor, args, *rest)
 
 
+def _plain_dropout(cls: type) -> bool:
+    """nn.Dropout, or a subclass that keeps its forward (injection's InjectedDropout): one F.dropout of the input."""
+    return issubclass(cls, nn.Dropout) and cls.forward is nn.Dropout.forward
+
+
 @functools.lru_cache(maxsize=None)
 def _ready_class(base: type, attrs: frozenset) -> type:
     namespace: dict[str, Any] = {attr: _rate_property(attr) for attr in attrs}
@@ -238,7 +243,7 @@ def _ready_class(base: type, attrs: frozenset) -> type:
         _BASE: base,
         _ATTRS: attrs,
     })
-    if base is nn.Dropout:
+    if _plain_dropout(base):
         namespace["forward"] = _ready_dropout_forward
     else:
         namespace["forward"] = _forward_in_mode(base.forward)
@@ -272,7 +277,7 @@ def make_compile_ready(module: nn.Module, attrs: Iterable[str], bank: RateBank, 
     """
     attrs = frozenset(attrs) | getattr(type(module), _ATTRS, frozenset())
     base = original_class(module)
-    if base is not nn.Dropout and isinstance(module, nn.modules.dropout._DropoutNd):
+    if not _plain_dropout(base) and isinstance(module, nn.modules.dropout._DropoutNd):
         raise TypeError(f"{base.__name__}: only nn.Dropout can be made compile-ready")
     if type(module) is not _ready_class(base, attrs):
         module.__class__ = _ready_class(base, attrs)
@@ -324,13 +329,13 @@ def _prepare_attribute(owner: nn.Module, attr: str, bank: RateBank, device: Opti
 
 def _prepare_module(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
     module = getattr(owner, attr)
-    if original_class(module) is nn.Dropout:  # Dropout2d, AlphaDropout... keep their float
+    if _plain_dropout(original_class(module)):  # Dropout2d, AlphaDropout... keep their float
         make_compile_ready(module, ("p",), bank, device=device)
 
 
 def _prepare_module_p(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
     module = getattr(owner, attr)
-    if original_class(module) is nn.Dropout:
+    if _plain_dropout(original_class(module)):
         # the owner's attention code reads .p: a tensor goes there only for kernels that take it, and only inside
         # the owner's forward, which runs in the mode that rewrites the call
         make_compile_ready(module, ("p",), bank, config=getattr(owner, "config", None), device=device)

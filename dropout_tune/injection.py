@@ -38,6 +38,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
+import torch
 from torch import nn
 
 from .registry import InjectionPoints, get_family
@@ -74,10 +75,11 @@ class InjectedDropout(nn.Dropout):
 
 def _skips(dropout: InjectedDropout) -> bool:
     """True when calling ``dropout`` would return its input: eval mode, or a rate of 0 (no RNG draw either).
-    Under torch.compile a compile-ready site's rate is a tensor (see compiled_rates): comparing it here would make
-    the graph depend on its value, so only the float rate of eager mode (or the all-zero graph's 0.0) skips."""
-    rate = dropout.p
-    return not dropout.training or (isinstance(rate, float) and rate == 0)
+    Under torch.compile the rate is not read here: the graph would then depend on its value (a recompile per rate);
+    the compile-ready dropout module applies its rate tensor itself (see compiled_rates)."""
+    if not dropout.training:
+        return True
+    return not torch.compiler.is_compiling() and dropout.p == 0
 
 
 def _drop_output(dropout: InjectedDropout, module: nn.Module, args: tuple, output: Any) -> Any:

@@ -64,6 +64,8 @@ def test_linear_schedule_compiles_at_most_three_graphs(model_type, attn):
     assert torch.equal(first, _logits(compiled, inputs))
     model.eval()
     assert torch.equal(first, _logits(compiled, inputs)), "at rate 0 train mode should equal eval mode"
+    if model_type == "llama":
+        assert "injected" in kinds  # Llama's hidden / embedding / activation sites are injected by the schedule
     if model_type == "modernbert":
         assert "placeholder" in {site.kind for site in inspect_dropout(tiny_model(model_type))}
         assert "module" in kinds  # the placeholders became (compile-ready) dropout
@@ -137,7 +139,7 @@ def test_compile_ready_model_is_the_same_model_in_eager_mode(tmp_path):
     model = tiny_model("llama")
     reference = tiny_model("llama")
     before = repr(model), sorted(model.state_dict())
-    report = apply_dropout(model, "attention=0.2,hidden=0.1", warn_missing=False)
+    report = apply_dropout(model, "attention=0.2", warn_missing=False)  # no injected role: the model looks the same
     apply_dropout(reference, "attention=0.2", warn_missing=False)
     assert (repr(model), sorted(model.state_dict())) == before
     attention = model.model.layers[0].self_attn
