@@ -11,7 +11,7 @@ Example:
     >>> resolve_recipe("roten_tomatoes")
     Traceback (most recent call last):
     ...
-    ValueError: unknown recipe 'roten_tomatoes'; close matches: rotten_tomatoes, rotten_tomatoes_lora, rotten_tomatoes_late (all: dropout-tune recipes list)
+    ValueError: unknown recipe 'roten_tomatoes'; close matches: rotten_tomatoes, tune_rotten_tomatoes, rotten_tomatoes_lora (all: dropout-tune recipes list)
 """
 
 from __future__ import annotations
