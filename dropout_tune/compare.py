@@ -289,6 +289,10 @@ def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"--workers: {workers!r} must be >= 1")
+    if storage is not None:  # a URL that cannot be opened fails before anything is planned or trained
+        from .tune.storage import open_storage
+
+        open_storage(storage)
     output_dir = check_writable_dir(output_dir, "compare output directory")
     runs = plan_runs(variants, seeds, output_dir, overrides)
     results: dict[int, dict] = {}

@@ -212,8 +212,11 @@ def test_workers_train_variants_in_parallel_processes_and_resume_through_the_sto
     assert not (out / "const" / "seed1").exists()
 
 
-def test_workers_below_one_are_refused_before_training(tmp_path):
+def test_bad_workers_or_storage_are_refused_before_training(tmp_path):
     variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1"])
     with pytest.raises(ValueError, match="--workers: 0 must be >= 1"):
         run_comparison(variants, [1], tmp_path / "cmp", workers=0)
-    assert not (tmp_path / "cmp").exists()
+    log = []
+    with pytest.raises(ValueError, match="--storage 'nosuch://x': cannot be opened"):
+        run_comparison(variants, [1], tmp_path / "cmp", workers=2, storage="nosuch://x", log=log.append)
+    assert log == [] and not (tmp_path / "cmp").exists()
