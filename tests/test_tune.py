@@ -199,13 +199,43 @@ def test_pruned_trials_stop_early_and_record_their_steps(toy, tmp_path, monkeypa
                                    confirm_seeds=0, overrides=("training.max_steps=8",)))
     states = [r.state for r in result.records]
     assert len(states) == 8 and "PRUNED" in states and states[0] == "COMPLETE"
-    for r in result.records:  # rungs at the first evaluation (step 2), then 3x further (step 6)
-        assert r.steps in ((2, 6) if r.state == "PRUNED" else (8,))
-    assert any(r.steps == 2 for r in result.records)
+    for r in result.records:  # one rung below the budget: the first evaluation (step 2); the next would be step 8
+        assert r.steps == (2 if r.state == "PRUNED" else 8)
     assert result.best.value == max(r.value for r in result.records if r.state == "COMPLETE")
     report = result.report_path.read_text()
     spent = sum(r.steps for r in result.records)
     assert f"{spent} optimizer steps spent" in report and "without pruning: 64" in report
+
+
+def test_successive_halving_has_no_rung_at_three_quarters_of_training():
+    """Rungs at the first evaluation and 4x further: a trial that leads at step 2 and then collapses runs on to the
+    end (a factor of 3 would stop it at step 6, ranking it within noise at 3/4 of training)."""
+    import optuna
+
+    from dropout_tune.tune.optuna_backend import make_pruner
+    from dropout_tune.tune.plan import Plan
+
+    plan = Plan(recipe={}, search_recipe={}, space={}, roles=(), metric="accuracy", output_dir="", storage="",
+                study="s", trials=4, pruner="asha", seed=0, workers=1, eval_steps=2, budget_steps=8, heartbeat_s=1,
+                grace_s=2)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(plan))
+    first = study.ask()
+    for step in (2, 4, 6, 8):
+        first.report(0.9, step)
+        assert not first.should_prune()  # also records its value at each rung, as the objective's reporter does
+    study.tell(first, 0.9)
+    second = study.ask()
+    second.report(0.95, 2)
+    assert not second.should_prune()  # the best at the first rung is promoted
+    decisions = []
+    for step in (4, 6):
+        second.report(0.1, step)
+        decisions.append(second.should_prune())
+    assert decisions == [False, False]
+    third = study.ask()
+    third.report(0.5, 2)
+    assert third.should_prune()  # below the top quarter at the first rung
 
 
 def test_report_callback_stops_a_real_trainer(toy, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 from . import storage as storage_mod
 from .objective import run_trial, trial_recipe
 from .report import TrialRecord, clean_params
-from .plan import Plan
+from .plan import REDUCTION_FACTOR, Plan
 
 FINISHED = ("COMPLETE", "PRUNED")
 CLAIMED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
@@ -32,8 +32,7 @@ def make_pruner(plan: Plan):
 
     if plan.pruner == "none":
         return optuna.pruners.NopPruner()
-    # rungs at the first evaluation, then every 3x more steps; each rung keeps the top third
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=plan.eval_steps, reduction_factor=3)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=plan.eval_steps, reduction_factor=REDUCTION_FACTOR)
 
 
 def make_sampler(plan: Plan, worker: int, trials_before: int):

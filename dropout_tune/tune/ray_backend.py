@@ -15,7 +15,7 @@ from typing import Any
 
 from .objective import run_trial, trial_recipe
 from .report import TrialRecord, clean_params
-from .plan import Plan
+from .plan import REDUCTION_FACTOR, Plan
 
 METRIC = "objective"
 
@@ -66,7 +66,8 @@ def search_with_ray(plan: Plan) -> list[TrialRecord]:
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=min(10, max(1, plan.trials // 2)))
         searcher = OptunaSearch(space=space.define_by_run, sampler=sampler, metric=METRIC, mode="max")
         scheduler = (ASHAScheduler(time_attr="step", metric=METRIC, mode="max", max_t=plan.budget_steps,
-                                   grace_period=plan.eval_steps, reduction_factor=3) if plan.pruner == "asha"
+                                   grace_period=plan.eval_steps,
+                                   reduction_factor=REDUCTION_FACTOR) if plan.pruner == "asha"
                      else FIFOScheduler())
         trainable = tune.with_resources(tune.with_parameters(_ray_trial, plan=plan), _resources())
         tuner = tune.Tuner(
