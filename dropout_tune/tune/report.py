@@ -227,7 +227,9 @@ def write_report(plan, records: Sequence[TrialRecord], best: Optional[TrialRecor
     if importance:
         lines += ["| parameter | importance |", "|---|---|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in importance.items()]
-        lines += ["", "Optuna's fANOVA importances over the completed trials (`importance.png`)."]
+        lines += ["", f"Optuna's fANOVA importances over the {states['COMPLETE']} completed trials (`importance.png`): "
+                      "the share of the variation of their values each knob explains. With few trials, or values "
+                      "that differ by less than the validation noise, read them as hints, not findings."]
     else:
         lines += ["Not enough completed trials for importances."]
     lines.append("")
