@@ -10,7 +10,7 @@ from .space import SearchSpace
 # Successive halving's rungs: the first evaluation, then every 4x more steps, each keeping the top quarter (Optuna's
 # and Ray's default factor). With 4 evaluations per trial that is one rung, at a quarter of training: a trial stopped
 # there costs a quarter of a full one. A factor of 3 adds a rung at 3/4 of training that saves a quarter of a trial
-# while ranking trials whose values differ by less than the validation noise (measured in README, "Search").
+# while ranking trials whose values differ by about the validation noise (measured in README, "Search").
 REDUCTION_FACTOR = 4
 
 
