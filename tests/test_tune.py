@@ -248,6 +248,29 @@ def test_report_callback_stops_a_real_trainer(toy, tmp_path):
 
 # --- resuming and sharing ----------------------------------------------------------------------------------------
 
+def test_a_new_database_opened_by_two_processes_at_once_opens_for_both(tmp_path, monkeypatch):
+    """Another process stamps the new schema between this one's check and insert (seen in CI: the parent of the
+    kill test reading the study while the child created it); opening must still succeed."""
+    from alembic.runtime.migration import HeadMaintainer
+    from optuna.storages import RDBStorage
+
+    from dropout_tune.tune.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    insert = HeadMaintainer._insert_version
+    raced = []
+
+    def insert_after_another_process(self, version):
+        if not raced:
+            raced.append(True)
+            RDBStorage(url)  # the other process: creates and stamps the same file between our check and insert
+        return insert(self, version)
+
+    monkeypatch.setattr(HeadMaintainer, "_insert_version", insert_after_another_process)
+    storage = open_storage(url)
+    assert raced and storage.get_all_studies() == []
+
+
 _SLOW_SEARCH = """
 import sys, time, transformers
 original = transformers.Trainer.training_step
@@ -265,8 +288,10 @@ def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_p
 
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stderr = tmp_path / "child.stderr"
+    with stderr.open("w") as sink:
+        child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and child.poll() is None:
@@ -279,7 +304,7 @@ def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_p
                 continue
             if any(t.state.name == "RUNNING" and t.intermediate_values for t in trials):
                 break  # mid-trial: it has reported an evaluation and is training on
-        assert child.poll() is None, "the search ended before it could be killed mid-trial"
+        assert child.poll() is None, f"the search ended before it could be killed mid-trial:\n{stderr.read_text()[-2000:]}"
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -24,6 +25,8 @@ from typing import Any, Iterable, Mapping, Union
 #: seconds between a running trial's heartbeats, and after how long without one it counts as dead
 HEARTBEAT_S = 5
 GRACE_S = 20
+#: opening a new database again after losing a creation race to another process (see _lost_schema_race)
+SCHEMA_RACE_ATTEMPTS = 5
 
 
 def default_storage_url(output_dir: Union[str, "os.PathLike[str]"]) -> str:
@@ -42,12 +45,32 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_
     if url.startswith("sqlite"):
         # several worker processes write one file: wait for the lock instead of failing at once
         engine_kwargs["connect_args"] = {"timeout": 60}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                                          grace_period=grace_s)
-    except Exception as err:  # noqa: BLE001 - driver, URL and connection errors all mean "cannot open"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--storage {url!r}: cannot be opened ({reason})") from None
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                              grace_period=grace_s)
+        except Exception as err:  # noqa: BLE001 - driver, URL and connection errors all mean "cannot open"
+            if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(err):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"--storage {url!r}: cannot be opened ({reason})") from None
+    raise AssertionError("unreachable")
+
+
+def _lost_schema_race(err: BaseException) -> bool:
+    """Whether opening failed because another process was creating the same new database at that moment.
+
+    Optuna creates the tables and stamps their version on first open, check-then-insert: two workers (or a worker
+    and a reader) opening one new file together can both insert, and the slower one fails. Opening again finds
+    the schema made and succeeds.
+    """
+    import sqlalchemy.exc
+
+    if isinstance(err, sqlalchemy.exc.IntegrityError):
+        return True
+    return isinstance(err, sqlalchemy.exc.OperationalError) and any(
+        needle in str(err) for needle in ("already exists", "database is locked"))
 
 
 def state_counts(study) -> collections.Counter:
