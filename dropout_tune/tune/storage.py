@@ -45,17 +45,18 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_
     if url.startswith("sqlite"):
         # several worker processes write one file: wait for the lock instead of failing at once
         engine_kwargs["connect_args"] = {"timeout": 60}
-    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+    attempt = 1
+    while True:
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                                               grace_period=grace_s)
         except Exception as err:  # noqa: BLE001 - driver, URL and connection errors all mean "cannot open"
-            if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(err):
-                time.sleep(0.2 * (attempt + 1))
+            if attempt < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(err):
+                time.sleep(0.2 * attempt)
+                attempt += 1
                 continue
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"--storage {url!r}: cannot be opened ({reason})") from None
-    raise AssertionError("unreachable")
 
 
 def _lost_schema_race(err: BaseException) -> bool:
