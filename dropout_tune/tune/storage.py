@@ -68,10 +68,9 @@ def _lost_schema_race(err: BaseException) -> bool:
     """
     import sqlalchemy.exc
 
-    if isinstance(err, sqlalchemy.exc.IntegrityError):
-        return True
-    return isinstance(err, sqlalchemy.exc.OperationalError) and any(
-        needle in str(err) for needle in ("already exists", "database is locked"))
+    # a lock held past SQLite's 60 s timeout is not this race: reopening would only wait again
+    return isinstance(err, sqlalchemy.exc.IntegrityError) or (
+        isinstance(err, sqlalchemy.exc.OperationalError) and "already exists" in str(err))
 
 
 def state_counts(study) -> collections.Counter:
