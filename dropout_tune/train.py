@@ -34,6 +34,7 @@ from .patching import apply_dropout, current_rates
 from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
 from .files import atomic_write_text, write_json
+from .run_identity import clean_recipe
 from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
 from .runtime import rank_seed
 from .spec import DropoutSpec
@@ -218,7 +219,7 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
     if main:
         if replace_old_run:
             clear_run(run.run_dir)
-        atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
+        atomic_write_text(run.run_dir / "recipe.yaml", clean_recipe(recipe).to_yaml())
     result = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
     validation = trainer.evaluate(run.datasets["validation"], metric_key_prefix="validation")
     test = trainer.evaluate(run.datasets["test"], metric_key_prefix="test")
