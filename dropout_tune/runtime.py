@@ -8,6 +8,7 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 
 from torch import nn
@@ -50,3 +51,22 @@ def rank_seed(seed: int, rank: int) -> int:
     if not 0 <= rank < MAX_RANKS:
         raise ValueError(f"rank {rank}: must be in [0, {MAX_RANKS})")
     return int(seed) * MAX_RANKS + int(rank)
+
+
+def optimizer_steps(n_examples: int, batch_size: int, gradient_accumulation_steps: int = 1, epochs: float = 1.0,
+                    max_steps: int = -1, world_size: int = 1, drop_last: bool = False) -> int:
+    """Optimizer steps of a full run, counted as the HF Trainer counts them: ``max_steps`` when > 0, else
+    ``ceil(epochs * ceil(len_dataloader / gradient_accumulation_steps))`` with at least one update per epoch,
+    ``len_dataloader`` being the batches one process sees (its shard of the data).
+
+    >>> optimizer_steps(100, 16, gradient_accumulation_steps=2)  # 7 batches: 3 full accumulations and a partial one
+    4
+    >>> optimizer_steps(100, 16, epochs=2, world_size=2)
+    8
+    """
+    if max_steps > 0:
+        return max_steps
+    per_process = math.ceil(n_examples / world_size)  # the distributed sampler pads to equal shards
+    batches = per_process // batch_size if drop_last else math.ceil(per_process / batch_size)
+    per_epoch = max(math.ceil(batches / gradient_accumulation_steps), 1)
+    return math.ceil(epochs * per_epoch)
