@@ -36,7 +36,7 @@ from .regularization import RegularizationConfig, decay_parameter_names, doubled
 from .files import atomic_write_text, write_json
 from .run_identity import clean_recipe
 from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
-from .runtime import rank_seed
+from .runtime import preserved_rng, rank_seed
 from .spec import DropoutSpec
 
 
@@ -81,13 +81,20 @@ def _trainer_class():
     class DropoutTrainer(Trainer):
         """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings), the loss computed from
         logits by ``compute_loss_func`` (:func:`~dropout_tune.regularization.trainer_loss_function`: normalised
-        by ``num_items_in_batch``, so gradient accumulation is exact) and optional R-Drop."""
+        by ``num_items_in_batch``, so gradient accumulation is exact), optional R-Drop, and evaluations that leave
+        the training's random streams alone (training with or without them gives bit-identical weights)."""
 
         def __init__(self, *args, regularization=None, **kwargs):
             self.regularization = regularization or RegularizationConfig()
             kwargs.setdefault("compute_loss_func", trainer_loss_function(
                 kwargs["model"], kwargs["args"].label_smoothing_factor, self.regularization.rdrop_alpha))
             super().__init__(*args, **kwargs)
+
+        def evaluate(self, *args, **kwargs):
+            # an evaluation draws from the random streams (its data loader's seed); mid-training that would shift
+            # every later dropout mask, so a trial evaluated every k steps would train other weights than its recipe
+            with preserved_rng():
+                return super().evaluate(*args, **kwargs)
 
         def get_decay_parameter_names(self, model):
             return decay_parameter_names(model, exclude_embeddings=self.regularization.exclude_embeddings_from_decay)

@@ -155,6 +155,12 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     best_row = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: (float(r["value"]),
                                                                                   -int(r["number"])))
     assert best.dropout.parsed_schedule()["hidden"].max_rate == pytest.approx(float(best_row["params_rate.hidden"]))
+    # ... and reproduces its trial: evaluating only at the end trains the same weights as the trial's rungs did
+    from dropout_tune.train import train
+
+    again = train(Recipe.from_yaml(out / "best_recipe.yaml", ["training.eval_strategy=no",
+                                                                f"training.output_dir={tmp_path / 'again'}"]))
+    assert again["validation"]["accuracy"] == pytest.approx(float(best_row["value"]), abs=1e-12)
     report = (out / "report.md").read_text()
     for needle in ("## Best configuration", "## Compute", "## Which knobs mattered", "found − recipe (paired)",
                    "The found configuration", "Confirm seeds 2, 3; every search trial trained at seed 1"):
