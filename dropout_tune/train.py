@@ -108,25 +108,29 @@ def _trainer_class():
 
 
 def _build_model(recipe: Recipe, task, model_path: str):
-    from .loading import load_model
+    from .loading import deferred_injection, load_model
 
     spec = recipe.dropout.parsed_spec()
     labels = {"num_labels": task.num_labels, "problem_type": task.problem_type}
     if not task.is_regression:
         labels.update(id2label=task.id2label, label2id={v: k for k, v in task.id2label.items()})
     base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
-    # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
-    # transformers' load report says so), as in the HF run_glue example
-    model = load_model(model_path, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
-                       ignore_mismatched_sizes=True, **labels)
     lora = recipe.model.lora
+    # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
+    # transformers' load report says so), as in the HF run_glue example. With LoRA, injected sites come after the
+    # adapters wrap the modules they hook onto (down_proj, embed_tokens): injected before, they would drop the base
+    # layer's input only and the adapter's branch would see none of it (a schedule injects after wrapping too).
+    model = load_model(model_path, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
+                       ignore_mismatched_sizes=True, inject=lora is None, **labels)
     if lora is not None:
         from peft import LoraConfig, TaskType, get_peft_model
 
+        deferred = deferred_injection(model, base_spec)
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
                                                  lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
-        if spec.lora is not None:
-            apply_dropout(model, DropoutSpec(lora=spec.lora))
+        late = DropoutSpec(**dict(deferred.items()), lora=spec.lora)
+        if late:
+            apply_dropout(model, late, warn_missing=False)
     return model
 
 
@@ -247,10 +251,12 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
         else None,
         "wall_time_s": round(time.time() - start, 1),
     }
-    if recipe.mc_eval.enabled:
-        metrics["mc_eval"] = _mc_eval(run)
     if main:
         _save_model(trainer, run.run_dir / "model")
+    if recipe.mc_eval.enabled:
+        trainer.accelerator.wait_for_everyone()  # the saved model is complete before any rank reads it
+        metrics["mc_eval"] = _mc_eval(run)
+    if main:
         write_json(run.run_dir / "metrics.json", metrics)
         plot_learning_curve(trainer.state.log_history, run.step_log.rows, run.run_dir / "learning_curve.png",
                             title=f"{recipe.name}: {run.task.name}")
@@ -259,12 +265,17 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
 
 
 def _mc_eval(run: TrainingRun) -> dict:
-    """MC-dropout evaluation of the trained model on the test split (``mc_eval.json``, ``reliability.png``); the
-    summary goes into metrics.json. Every rank takes part; gathering counts each example once."""
-    from .evaluation import evaluate_run
+    """MC-dropout evaluation of the saved model on the test split (``mc_eval.json``, ``reliability.png``); the
+    summary goes into metrics.json. Every rank takes part; gathering counts each example once.
 
-    result = evaluate_run(run.trainer.accelerator.unwrap_model(run.trainer.model), run.tokenizer, run.recipe,
-                          run.run_dir, accelerator=run.trainer.accelerator)
+    It evaluates the model as saved in ``model/`` (LoRA adapters merged, injected sites re-added from the config),
+    read back like ``dropout-tune mc-eval RUN_DIR`` reads it, so both sample the same sites at the same rates."""
+    from .evaluation import evaluate_run
+    from .loading import load_model
+
+    accelerator = run.trainer.accelerator
+    model = load_model(str(run.run_dir / "model")).to(accelerator.device)
+    result = evaluate_run(model, run.tokenizer, run.recipe, run.run_dir, accelerator=accelerator)
     return {k: v for k, v in result.items() if k != "reliability"}  # the bins stay in mc_eval.json
 
 
