@@ -61,7 +61,9 @@ class _RateApplier:
         # write_config=False: a schedule is training-time behaviour. The model's config keeps the rates it was
         # built with, so a checkpoint saved after `off_after` does not reload as a dropout-free model, and roles
         # that share a config key (BERT's hidden/embedding) do not warn at every change.
-        report = apply_dropout(unwrap_model(model), DropoutSpec(**changed), warn_missing=False, write_config=False)
+        # each role's mask and depth come along with its rate (a schedule changes the rate and keeps them)
+        report = apply_dropout(unwrap_model(model), self.schedule_set.spec_at_rates(changed), warn_missing=False,
+                               write_config=False)
         # Roles that came only from "all" are expected to be missing from some models (lora without PEFT).
         missing = [role for role in report.missing_roles if role in self.schedule_set.explicit_roles]
         if first:

@@ -240,4 +240,4 @@ def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir
 def _settings(variant: Variant, recipe: Recipe, overrides: Sequence[str]) -> dict[str, Any]:
     schedule = recipe.dropout.parsed_schedule()
     return {"recipe": variant.recipe.name, "schedule": schedule.to_dict() if schedule is not None else None,
-            "spec": dict(recipe.dropout.parsed_spec().items()), "overrides": list(overrides)}
+            "spec": recipe.dropout.parsed_spec().to_dict(), "overrides": list(overrides)}

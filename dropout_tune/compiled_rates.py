@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .masks import ELEMENT, MaskedDropout, drop
+
 __all__ = ["PREPARE_BY_KIND", "RateBank", "TensorRateMode", "bank_of", "dropout_at_rate", "is_compile_ready",
            "make_compile_ready", "original_class", "prepare_site", "refresh_bank"]
 
@@ -196,9 +198,11 @@ class TensorRateMode(TorchFunctionMode):
 
 
 def _ready_dropout_forward(self, input: torch.Tensor) -> torch.Tensor:
+    # a site's mask kind (masks.MaskedDropout) is kept; "element" with a float rate is F.dropout itself
+    mask = getattr(self, "mask", ELEMENT)
     if torch.compiler.is_compiling():
-        return dropout_at_rate(input, _compiled_rate(self, "p"), self.training, self.inplace)
-    return F.dropout(input, self.__dict__["p"], self.training, self.inplace)
+        return drop(input, _compiled_rate(self, "p"), self.training, mask, self.inplace)
+    return drop(input, self.__dict__["p"], self.training, mask, self.inplace)
 
 
 def _forward_in_mode(forward: Callable) -> Callable:
@@ -228,8 +232,9 @@ def _reduce_as_base(self, protocol):
 
 
 def _plain_dropout(cls: type) -> bool:
-    """nn.Dropout, or a subclass that keeps its forward (injection's InjectedDropout): one F.dropout of the input."""
-    return issubclass(cls, nn.Dropout) and cls.forward is nn.Dropout.forward
+    """nn.Dropout, or a subclass that keeps its forward or :class:`~dropout_tune.masks.MaskedDropout`'s (one masked
+    dropout of the input; injection's InjectedDropout is one)."""
+    return issubclass(cls, nn.Dropout) and cls.forward in (nn.Dropout.forward, MaskedDropout.forward)
 
 
 @functools.lru_cache(maxsize=None)

@@ -80,14 +80,20 @@ def nominal_rates(model: Any, dropout: "DropoutSection") -> DropoutSpec:
 
     rates = current_rates(model)
     possible = set(rates) | set(injectable_roles(model))
-    for role, p in dropout.parsed_spec().items():
+    spec = dropout.parsed_spec()
+    masks, depths = dict(spec.masks), dict(spec.depths)  # the recipe's mask kinds and depth profiles are sampled too
+    for role, p in spec.items():
         if role in possible:
             rates[role] = p
     schedule = dropout.parsed_schedule()
     for role, shape in (schedule.items() if schedule is not None else ()):
         if role in possible:
             rates[role] = shape.max_rate
-    return DropoutSpec(**rates)
+            options = schedule.options(role)
+            masks.update({role: options["mask"]} if "mask" in options else {})
+            depths.update({role: options["depth"]} if "depth" in options else {})
+    return DropoutSpec(**rates, masks={r: m for r, m in masks.items() if r in rates},
+                       depths={r: d for r, d in depths.items() if r in rates})
 
 
 def sampling_spec(model: Any, spec: SpecLike = None, dropout: Optional["DropoutSection"] = None

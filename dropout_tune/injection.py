@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 import torch
 from torch import nn
 
+from .masks import ELEMENT, MaskedDropout
 from .registry import InjectionPoints, get_family
 from .roles import Role
 
@@ -58,15 +59,16 @@ ACTIVATION_NAME = "activation_dropout"
 Record = Callable[[Any, str, Any], None]
 
 
-class InjectedDropout(nn.Dropout):
-    """A dropout site dropout-tune added to a model that had none for ``role``.
+class InjectedDropout(MaskedDropout):
+    """A dropout site dropout-tune added to a model that had none for ``role`` (with a mask kind: ``element``,
+    the default, is ``F.dropout`` itself).
 
     >>> InjectedDropout("hidden", 0.1)
-    InjectedDropout(p=0.1, inplace=False, role=hidden)
+    InjectedDropout(p=0.1, inplace=False, mask=element, role=hidden)
     """
 
-    def __init__(self, role: str, p: float = 0.0) -> None:
-        super().__init__(p)
+    def __init__(self, role: str, p: float = 0.0, mask: str = ELEMENT) -> None:
+        super().__init__(p, mask=mask)
         self.role = role
 
     def extra_repr(self) -> str:

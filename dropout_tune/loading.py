@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from .embedded_llm import GGUF_MODELS, checkpoint_dir
 from .injection import injectable_roles, persisted_rates
-from .patching import SpecLike, apply_dropout, config_overrides
+from .patching import SpecLike, apply_dropout, config_overrides, variants_spec
 from .spec import DropoutSpec
 
 #: Short names of models that ship inside a pip package (usable offline).
@@ -146,7 +146,7 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
     overrides: dict[str, float] = {}
     if spec and not inject:
         lacking = set(injectable_roles(transformers.AutoConfig.from_pretrained(path)))
-        spec = DropoutSpec(**{role: p for role, p in spec.items() if role not in lacking})
+        spec = spec.only(role for role, _ in spec.items() if role not in lacking)
     if spec:
         config = transformers.AutoConfig.from_pretrained(path)
         try:
@@ -156,10 +156,13 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
     auto_class = getattr(transformers, TASK_AUTO_CLASSES[task])
     model = auto_class.from_pretrained(path, **overrides, **kwargs)
     injected = persisted_rates(model.config)
-    if injected and inject:
-        apply_dropout(model, injected, warn_missing=False)
+    if injected and inject:  # the config already records these: leave it as saved
+        apply_dropout(model, injected, warn_missing=False, write_config=False)
     if task == "sequence-classification" and getattr(model.config, "pad_token_id", 0) is None:
         model.config.pad_token_id = load_tokenizer(path).pad_token_id
+    variants = variants_spec(model)
+    if variants:  # masks and depth profiles save_pretrained recorded: the sites get them again
+        apply_dropout(model, variants, warn_missing=False, write_config=False)
     if spec:
         apply_dropout(model, spec, warn_missing=False)  # roles the config could not express (a no-op otherwise)
     return model
@@ -176,9 +179,9 @@ def deferred_injection(model: Any, dropout: SpecLike = None) -> DropoutSpec:
     DropoutSpec(embedding=0.05, hidden=0.2)
     """
     lacking = injectable_roles(model)
-    rates = {role: p for role, p in persisted_rates(model.config).items() if role in lacking}
-    rates.update({role: p for role, p in DropoutSpec.coerce(dropout).items() if role in lacking})
-    return DropoutSpec(**rates)
+    spec = DropoutSpec.coerce(dropout).only(lacking)
+    persisted = {role: p for role, p in persisted_rates(model.config).items() if role in lacking}
+    return spec.with_rates({**persisted, **dict(spec.items())})
 
 
 def load_tokenizer(name_or_path: str, **kwargs: Any):

@@ -41,7 +41,7 @@ def resolved(recipe: Recipe) -> dict[str, Any]:
     data = recipe.to_dict()
     schedule = recipe.dropout.parsed_schedule()
     data["dropout"]["schedule"] = schedule.to_dict() if schedule is not None else None
-    data["dropout"]["spec"] = dict(recipe.dropout.parsed_spec().items())
+    data["dropout"]["spec"] = recipe.dropout.parsed_spec().to_dict()
     return _flatten(data)
 
 

@@ -37,7 +37,8 @@ class DropoutSite:
     ``injected`` (an ``nn.Dropout`` that ``apply_dropout`` added to a family without sites for the role; see
     :mod:`dropout_tune.injection`).
     ``role`` is None when the site could not be classified; ``guessed`` is True when the role came from name
-    heuristics rather than the registry.
+    heuristics rather than the registry. ``mask`` is the site's mask kind (:mod:`dropout_tune.masks`):
+    ``element`` unless ``apply_dropout`` gave it another.
     """
 
     name: str
@@ -48,6 +49,7 @@ class DropoutSite:
     attr: str
     owner_class: str
     guessed: bool = False
+    mask: str = "element"
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,12 @@ def walk_sites(model: nn.Module, stochastic_depth: bool = False) -> Iterator[Fou
                 continue
             if isinstance(child, InjectedDropout):
                 yield FoundSite(DropoutSite(prefix + attr, child.role, float(child.p), "injected", path, attr,
-                                         owner_class), owner)
+                                         owner_class, mask=child.mask), owner)
             elif isinstance(child, nn.modules.dropout._DropoutNd):
                 role, guessed = _classify(family, owner_class, attr)
                 kind = "module_p" if _reads_p(original_class(owner), attr) else "module"
-                yield FoundSite(DropoutSite(prefix + attr, role, float(child.p), kind, path, attr, owner_class, guessed),
-                             owner)
+                yield FoundSite(DropoutSite(prefix + attr, role, float(child.p), kind, path, attr, owner_class, guessed,
+                                            getattr(child, "mask", "element")), owner)
             elif isinstance(child, nn.Identity):
                 listed = family is not None and family.role_of(owner_class, attr) is not None
                 if listed or (family is None and DROPOUT_ATTR.search(attr)):
@@ -144,7 +146,27 @@ def _walk_lora(path: str, adapters: nn.ModuleDict, stochastic_depth: bool) -> It
     for adapter, module in adapters.items():
         kind = "placeholder" if isinstance(module, nn.Identity) else "module"
         p = float(getattr(module, "p", 0.0))
-        yield FoundSite(DropoutSite(f"{path}.{adapter}", LORA, p, kind, path, adapter, "ModuleDict"), adapters)
+        yield FoundSite(DropoutSite(f"{path}.{adapter}", LORA, p, kind, path, adapter, "ModuleDict",
+                                    mask=getattr(module, "mask", "element")), adapters)
+
+
+def layer_positions(model: nn.Module) -> list[tuple[str, int, int]]:
+    """``(prefix, l, L)`` for every layer of every stack of ``model``: a stack is an ``nn.ModuleList`` of two or more
+    modules of one class (the outermost one where lists nest), ``prefix`` is ``"<stack path>.<l>."``. A site
+    whose name starts with ``prefix`` lives in layer ``l`` of ``L`` (what a depth profile reads).
+
+    >>> from dropout_tune.testing import tiny_model
+    >>> layer_positions(tiny_model("bert"))
+    [('bert.encoder.layer.0.', 0, 2), ('bert.encoder.layer.1.', 1, 2)]
+    """
+    stacks: list[tuple[str, int, int]] = []
+    for path, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) < 2:
+            continue
+        if len({type(child) for child in module}) != 1 or any(path.startswith(p) for p, _, _ in stacks):
+            continue
+        stacks += [(f"{path}.{i}.", i, len(module)) for i in range(len(module))]
+    return stacks
 
 
 def inspect_dropout(model: nn.Module) -> list[DropoutSite]:

@@ -114,7 +114,7 @@ def _build_model(recipe: Recipe, task, model_path: str):
     labels = {"num_labels": task.num_labels, "problem_type": task.problem_type}
     if not task.is_regression:
         labels.update(id2label=task.id2label, label2id={v: k for k, v in task.id2label.items()})
-    base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
+    base_spec = spec.only(role for role, _ in spec.items() if role != "lora")
     lora = recipe.model.lora
     # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
     # transformers' load report says so), as in the HF run_glue example. With LoRA, injected sites come after the
@@ -128,7 +128,9 @@ def _build_model(recipe: Recipe, task, model_path: str):
         deferred = deferred_injection(model, base_spec)
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
                                                  lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
-        late = DropoutSpec(**dict(deferred.items()), lora=spec.lora)
+        lora_spec = spec.only(["lora"])
+        late = DropoutSpec(**dict(deferred.items()), **dict(lora_spec.items()),
+                           masks={**dict(deferred.masks), **dict(lora_spec.masks)}, depths=dict(deferred.depths))
         if late:
             apply_dropout(model, late, warn_missing=False)
     return model

@@ -33,7 +33,8 @@ def collapse(sites: list[DropoutSite]) -> "OrderedDict[tuple, int]":
     """
     rows: "OrderedDict[tuple, int]" = OrderedDict()
     for site in sites:
-        key = (_LAYER_INDEX.sub(".*", site.name), site.role or "?", site.kind, site.p)
+        kind = site.kind if site.mask == "element" else f"{site.kind}:{site.mask}"  # a mask kind shows beside it
+        key = (_LAYER_INDEX.sub(".*", site.name), site.role or "?", kind, site.p)
         rows[key] = rows.get(key, 0) + 1
     return rows
 
@@ -67,10 +68,12 @@ def run(args) -> int:
 def _as_json(model, before, after, depth) -> dict:
     sites = []
     for i, site in enumerate(before):
-        row = {"name": site.name, "role": site.role, "kind": site.kind, "p": site.p, "owner_class": site.owner_class}
+        row = {"name": site.name, "role": site.role, "kind": site.kind, "mask": site.mask, "p": site.p,
+               "owner_class": site.owner_class}
         if after is not None:
             row["p_after"] = after[i].p
             row["kind_after"] = after[i].kind
+            row["mask_after"] = after[i].mask
         sites.append(row)
     return {"model_type": model.config.model_type, "sites": sites, "roles": _role_summary(after or before),
             "stochastic_depth": [{"name": s.name, "p": s.p} for s in depth]}

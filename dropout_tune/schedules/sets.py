@@ -78,8 +78,32 @@ def schedule_from_string(text: str) -> Schedule:
 ScheduleLike = Union[Schedule, Mapping[str, Any], float, str]
 
 
+#: Per-role options a schedule entry may carry besides its shape: the mask kind and the depth profile
+#: (``hidden=early:0.1:until=0.3:mask=per_sequence``, ``{"shape": "early", ..., "mask": "per_sequence"}``). A schedule
+#: changes the rate; the mask and depth stay.
+SITE_OPTIONS = ("mask", "depth")
+
+
+def _split_options(value: Any) -> tuple[Any, dict[str, str]]:
+    """A role's schedule without its :data:`SITE_OPTIONS`, and those options.
+
+    >>> _split_options("early:0.1:until=0.3:mask=token")
+    ('early:0.1:until=0.3', {'mask': 'token'})
+    """
+    if isinstance(value, Mapping):
+        rest = {k: v for k, v in value.items() if k not in SITE_OPTIONS}
+        return rest, {k: str(value[k]) for k in SITE_OPTIONS if value.get(k) is not None}
+    if isinstance(value, str) and ":" in value:
+        parts = value.split(":")
+        options = {part.partition("=")[0].strip(): part.partition("=")[2].strip() for part in parts
+                   if part.partition("=")[0].strip() in SITE_OPTIONS}
+        return ":".join(p for p in parts if p.partition("=")[0].strip() not in SITE_OPTIONS), options
+    return value, {}
+
+
 class ScheduleSet:
-    """A schedule per role; roles not in the set are left as they are.
+    """A schedule per role; roles not in the set are left as they are. A role's entry may also name its mask
+    kind and depth profile (:data:`SITE_OPTIONS`), which every step keeps.
 
     Build it from the dict form (Python or YAML), the compact string, or :class:`Schedule` objects:
 
@@ -98,17 +122,23 @@ class ScheduleSet:
         #: Roles named explicitly (not only through "all"): a model lacking one of them is worth a warning.
         self.explicit_roles = tuple(role for role in ROLES if role in schedules)
         built: dict[str, Schedule] = {}
+        options: dict[str, dict[str, str]] = {}
         for role, value in expand_all(schedules).items():  # like DropoutSpec: "all" covers the roles not named
             if isinstance(value, bool) or not isinstance(value, (Schedule, Mapping, str, int, float)):
                 raise ValueError(f"{role}: {value!r} is not a schedule; expected a rate, a mapping with a "
                                  f"'shape' key, or a compact string such as 'early:0.1:until=0.3'")
+            value, found = _split_options(value)
             try:
                 built[role] = schedule_from_string(value) if isinstance(value, str) else schedule_from_dict(value)
             except ValueError as err:
                 raise ValueError(f"{role}.{err}") from None
+            if found:
+                options[role] = found
         if not built:
             raise ValueError("empty schedule set; expected at least one role, e.g. {'hidden': 0.1}")
         self._schedules = built  # in ROLES order, from expand_all: logs, plots and to_dict are stable
+        self._options = options
+        self.spec_at_rates({role: 0.0 for role in built})  # an unknown mask or depth fails here, not mid-training
 
     @classmethod
     def from_dict(cls, data: Mapping[str, ScheduleLike]) -> "ScheduleSet":
@@ -161,11 +191,30 @@ class ScheduleSet:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The dict form; ``ScheduleSet.from_dict(s.to_dict()) == s``."""
-        return {role: schedule.to_dict() for role, schedule in self._schedules.items()}
+        return {role: {**schedule.to_dict(), **self._options.get(role, {})}
+                for role, schedule in self._schedules.items()}
 
     def to_string(self) -> str:
         """The compact form; ``ScheduleSet.parse(s.to_string()) == s``."""
-        return ",".join(f"{role}={schedule.to_string()}" for role, schedule in self._schedules.items())
+        return ",".join(f"{role}=" + ":".join([schedule.to_string(), *(f"{k}={v}" for k, v in
+                                                                       self._options.get(role, {}).items())])
+                        for role, schedule in self._schedules.items())
+
+    def options(self, role: str) -> dict[str, str]:
+        """The mask kind and depth profile the role's entry names (empty when none)."""
+        return dict(self._options.get(role, {}))
+
+    def spec_at_rates(self, rates: Mapping[str, float]):
+        """A :class:`~dropout_tune.spec.DropoutSpec` of ``rates`` with each role's mask and depth: what one step
+        applies.
+
+        >>> ScheduleSet.parse("hidden=linear:0.1:0:mask=token").spec_at_rates({"hidden": 0.05})
+        DropoutSpec(hidden=0.05:mask=token)
+        """
+        from ..spec import DropoutSpec
+
+        return DropoutSpec(**rates, masks={r: o["mask"] for r, o in self._options.items() if r in rates and "mask" in o},
+                           depths={r: o["depth"] for r, o in self._options.items() if r in rates and "depth" in o})
 
     def rates(self, progress: float) -> dict[str, float]:
         """The rate of every role at ``progress`` in [0, 1]."""
@@ -196,7 +245,8 @@ class ScheduleSet:
         return len(self._schedules)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ScheduleSet) and self._schedules == other._schedules
+        return (isinstance(other, ScheduleSet) and self._schedules == other._schedules
+                and self._options == other._options)
 
     def __repr__(self) -> str:
         return f"ScheduleSet({self.to_string()!r})"
