@@ -198,11 +198,12 @@ class TensorRateMode(TorchFunctionMode):
 
 
 def _ready_dropout_forward(self, input: torch.Tensor) -> torch.Tensor:
-    # a site's mask kind (masks.MaskedDropout) is kept; "element" with a float rate is F.dropout itself
-    mask = getattr(self, "mask", ELEMENT)
-    if torch.compiler.is_compiling():
-        return drop(input, _compiled_rate(self, "p"), self.training, mask, self.inplace)
-    return drop(input, self.__dict__["p"], self.training, mask, self.inplace)
+    # a masked module (masks.MaskedDropout, HeadDropout) applies its own mask at the rate; "element" with a float
+    # rate is F.dropout itself
+    rate = _compiled_rate(self, "p") if torch.compiler.is_compiling() else self.__dict__["p"]
+    if isinstance(self, MaskedDropout):
+        return self.dropped(input, rate)
+    return drop(input, rate, self.training, ELEMENT, self.inplace)
 
 
 def _forward_in_mode(forward: Callable) -> Callable:

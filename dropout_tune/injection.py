@@ -9,6 +9,10 @@ Llama, Mistral, Qwen2/3 and Gemma build attention dropout only (a float, usually
   MLP block, before the residual add;
 * ``activation``: on the input of the MLP's ``down_proj`` (``act(gate) * up``).
 
+and, in every family whose registry entry names its attention output projection (``head_projection``), the
+``head`` role (DropHead, Zhou et al. 2020): a :class:`~dropout_tune.masks.HeadDropout` on the projection's input,
+the heads' context, dropping whole heads.
+
 An injected site is an :class:`InjectedDropout` (an ``nn.Dropout``) registered as a submodule of the block it
 belongs to, so ``.train()`` / ``.eval()``, MC dropout and ``apply_dropout`` treat it like any dropout module; a
 forward hook (pre-hook for ``activation``) on the host module calls it. In train mode the forward equals, bit for
@@ -41,20 +45,23 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 import torch
 from torch import nn
 
-from .masks import ELEMENT, MaskedDropout
+from .compiled_rates import original_class
+from .masks import ELEMENT, HEADS, MaskedDropout, drop_heads
 from .registry import InjectionPoints, get_family
 from .roles import Role
 
 #: config key under which ``save_pretrained`` records the injected rates (role -> p, roles with p > 0).
 CONFIG_KEY = "dropout_tune_injected"
 
-EMBEDDING, HIDDEN, ACTIVATION = Role.EMBEDDING.value, Role.HIDDEN.value, Role.ACTIVATION.value
+EMBEDDING, HIDDEN, ACTIVATION, HEAD = (Role.EMBEDDING.value, Role.HIDDEN.value, Role.ACTIVATION.value,
+                                      Role.HEAD.value)
 
 #: attribute names the injected modules are registered under (on the base model, a layer, the MLP).
 EMBEDDING_NAME = "embedding_dropout"
 ATTENTION_OUTPUT_NAME = "attention_output_dropout"
 MLP_OUTPUT_NAME = "mlp_output_dropout"
 ACTIVATION_NAME = "activation_dropout"
+HEAD_NAME = "head_dropout"  # on the attention module that owns the output projection
 
 Record = Callable[[Any, str, Any], None]
 
@@ -107,8 +114,9 @@ class _InjectedSite:
     undo log (``record(site, "installed", True)``) and ``restore_dropout`` removes the site like any other change.
     """
 
-    def __init__(self, role: str, parent: nn.Module, name: str, host: nn.Module, on_input: bool) -> None:
-        self.dropout = InjectedDropout(role).train(host.training)
+    def __init__(self, role: str, parent: nn.Module, name: str, host: nn.Module, on_input: bool,
+                 dropout: Optional[InjectedDropout] = None) -> None:
+        self.dropout = (dropout or InjectedDropout(role)).train(host.training)
         self.parent, self.name, self.host, self.on_input = parent, name, host, on_input
         self._handle: Any = None
 
@@ -130,11 +138,56 @@ class _InjectedSite:
             delattr(self.parent, self.name)
 
 
+class InjectedHeadDropout(InjectedDropout):
+    """The ``head`` role's injected site: DropHead on the input of an attention's output projection.
+
+    >>> InjectedHeadDropout(4, 0.1)
+    InjectedHeadDropout(p=0.1, inplace=False, mask=heads, heads=4, role=head)
+    """
+
+    def __init__(self, heads: int, p: float = 0.0) -> None:
+        super().__init__(HEAD, p)
+        self.mask = HEADS
+        self.heads = int(heads)
+
+    def dropped(self, input: torch.Tensor, p: Any) -> torch.Tensor:
+        return drop_heads(input, p, self.heads, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}, mask={self.mask}, heads={self.heads}, role={self.role}"
+
+
+def _family(model_or_config: Any):
+    config = getattr(model_or_config, "config", model_or_config)
+    return get_family(getattr(config, "model_type", None))
+
+
 def injection_points(model_or_config: Any) -> Optional[InjectionPoints]:
     """The registry's injection points of the family of a model or a config (None when it has none)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    family = get_family(getattr(config, "model_type", None))
-    return getattr(family, "injection", None)
+    return getattr(_family(model_or_config), "injection", None)
+
+
+def _head_count(owner: nn.Module, config: Any) -> int:
+    for source in (owner, config):
+        for name in ("num_heads", "num_attention_heads", "n_head", "n_heads"):
+            value = getattr(source, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    raise ValueError(f"head dropout: cannot tell how many heads {type(owner).__name__} has")
+
+
+def _planned_head_sites(model: nn.Module) -> Iterator[_InjectedSite]:
+    """A DropHead site on the input of each attention output projection the registry names (not yet injected)."""
+    family = _family(model)
+    if family is None or not family.head_projection:
+        return
+    config = getattr(model, "config", None)
+    for owner in list(model.modules()):
+        owner_class = original_class(owner).__name__
+        for attr, child in list(owner._modules.items()):
+            if child is not None and family.is_head_projection(owner_class, attr) and HEAD_NAME not in owner._modules:
+                heads = _head_count(owner, config)
+                yield _InjectedSite(HEAD, owner, HEAD_NAME, child, True, InjectedHeadDropout(heads))
 
 
 def injectable_roles(model_or_config: Any) -> tuple[str, ...]:
@@ -143,10 +196,11 @@ def injectable_roles(model_or_config: Any) -> tuple[str, ...]:
 
     >>> from dropout_tune.testing import tiny_model
     >>> injectable_roles(tiny_model("llama")), injectable_roles(tiny_model("bert").config)
-    (('embedding', 'hidden', 'activation'), ())
+    (('embedding', 'hidden', 'activation', 'head'), ('head',))
     """
     points = injection_points(model_or_config)
-    return points.roles() if points is not None else ()
+    family = _family(model_or_config)
+    return (*(points.roles() if points is not None else ()), *((HEAD,) if family and family.head_projection else ()))
 
 
 def _bases(model: nn.Module, points: InjectionPoints) -> Iterator[nn.Module]:
@@ -185,16 +239,17 @@ def inject_missing(model: nn.Module, rates: Mapping[str, Optional[float]], prese
     and that has no site in ``model`` (``present_roles``); ``record(obj, attr, value)`` sets and logs each change so
     it can be undone. Returns True when a site was added (the caller then sets its rate like any other site's).
     """
-    points = injection_points(model)
-    if points is None:
-        return False
     present = set(present_roles)
-    wanted = [role for role in points.roles() if (rates.get(role) or 0.0) > 0 and role not in present]
-    added = False
-    for site in _planned_sites(model, points, wanted):
+    wanted = [role for role in injectable_roles(model) if (rates.get(role) or 0.0) > 0 and role not in present]
+    planned: list[_InjectedSite] = []
+    points = injection_points(model)
+    if points is not None:
+        planned += _planned_sites(model, points, [role for role in wanted if role != HEAD])
+    if HEAD in wanted:
+        planned += _planned_head_sites(model)
+    for site in planned:
         record(site, "installed", True)
-        added = True
-    return added
+    return bool(planned)
 
 
 def injected_rates(model: nn.Module) -> dict[str, float]:
@@ -211,7 +266,7 @@ def injected_rates(model: nn.Module) -> dict[str, float]:
     for module in model.modules():
         if isinstance(module, InjectedDropout) and module.p > 0:
             rates[module.role] = max(rates.get(module.role, 0.0), float(module.p))
-    return {role: rates[role] for role in (EMBEDDING, HIDDEN, ACTIVATION) if role in rates}
+    return {role: rates[role] for role in (EMBEDDING, HIDDEN, ACTIVATION, HEAD) if role in rates}
 
 
 def persisted_rates(config: Any) -> dict[str, float]:

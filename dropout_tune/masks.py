@@ -168,8 +168,39 @@ class MaskedDropout(nn.Dropout):
         self.mask = mask_kind(mask)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return drop(input, self.p, self.training, self.mask, self.inplace)
+        return self.dropped(input, self.p)
+
+    def dropped(self, input: torch.Tensor, p: Any) -> torch.Tensor:
+        """The forward at rate ``p`` (a float, or the 0-dim tensor a compile-ready rate reads as when traced)."""
+        return drop(input, p, self.training, self.mask, self.inplace)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask={self.mask}"
 
+
+#: The mask of a DropHead site: one draw per example and head (a ``head`` site's mask cannot be changed).
+HEADS = "heads"
+
+
+def drop_heads(x: torch.Tensor, p: Any, heads: int, training: bool = True,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """DropHead (Zhou et al. 2020): ``x`` is the heads' context ``(B, T, ..., H * d_head)``; viewed as
+    ``(B, T, ..., H, d_head)`` it is multiplied by ``m / (1 - p)`` with ``m`` of shape ``(B, 1, ..., H, 1)``: a
+    head is kept or dropped as a whole, for every position of an example.
+
+    >>> x = torch.ones(2, 3, 8)
+    >>> y = drop_heads(x, 0.5, heads=4, generator=torch.Generator().manual_seed(0))
+    >>> [sorted({float(v) for v in y[b, :, 2 * h:2 * h + 2].flatten()}) for b in range(1) for h in range(4)]
+    [[0.0], [2.0], [0.0], [0.0]]
+    """
+    if not training or _is_zero(p):
+        return x
+    if x.shape[-1] % heads:
+        raise ValueError(f"head dropout: the input's last dimension {x.shape[-1]} is not a multiple of the "
+                         f"{heads} heads")
+    shape = (x.shape[0], *([1] * (x.dim() - 2)), heads, 1)
+    keep = torch.rand(shape, device=x.device, dtype=torch.float32, generator=generator) >= p
+    scale = (torch.where(p < 1, 1 / (1 - p), torch.zeros_like(p)) if isinstance(p, torch.Tensor)
+             else (1.0 / (1.0 - p) if p < 1 else 0.0))
+    noise = (keep.to(x.dtype) * scale).expand(*x.shape[:-1], heads, x.shape[-1] // heads)
+    return x * noise.reshape(x.shape)

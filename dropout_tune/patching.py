@@ -34,7 +34,9 @@ from .compiled_rates import (bank_of, has_bank, make_compile_ready, model_device
                              refresh_bank)
 from .injection import CONFIG_KEY as INJECTED_KEY, InjectedDropout, inject_missing, injectable_roles, injected_rates
 from .masks import ELEMENT, MaskedDropout
-from .roles import ROLES
+from .roles import ROLES, Role
+
+HEAD = Role.HEAD.value
 from .registry import FamilyDropout, get_family
 from .runtime import unwrap_model
 from .sites import (  # noqa: F401 - DropoutSite, KINDS, inspect_*, current_rates are this module's public API too
@@ -217,7 +219,7 @@ def _variants(model: nn.Module, spec: DropoutSpec, recorded: Optional[Mapping[st
     alone: a depth cannot be read back from the rates alone)."""
     masks: dict[str, set] = {}
     for site in inspect_dropout(model):
-        if site.role is not None and site.kind != "placeholder":
+        if site.role not in (None, HEAD) and site.kind != "placeholder":  # a head site's mask is its own
             masks.setdefault(site.role, set()).add(site.mask)
     named = {role for role, _ in spec.items()}
     out: dict[str, dict[str, str]] = {}
@@ -365,6 +367,9 @@ def _maskable(item: FoundSite) -> bool:
 def _check_masks(found: list[FoundSite], masks: Mapping[str, str], model: nn.Module) -> None:
     """A mask kind only where the site's dropout is one module call it can replace; else one line naming the site
     and the roles of this model that can take a mask."""
+    if HEAD in masks:
+        raise ValueError(f"mask={masks[HEAD]} for role head: a head site drops whole attention heads (its own mask); "
+                         f"give the head role a rate only")
     for item in found:
         mask = masks.get(item.site.role) if item.site.role else None
         if mask is None or mask == ELEMENT or _maskable(item):

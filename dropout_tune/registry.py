@@ -82,6 +82,9 @@ class FamilyDropout:
     layers: Optional[str] = None
     sdpa: bool = True
     injection: Optional[InjectionPoints] = None
+    #: ``OwnerClass.attr`` of each attention block's output projection, whose input (the heads' context,
+    #: ``(B, T, H * d_head)``) the ``head`` role (DropHead) drops whole heads of
+    head_projection: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Plain strings, so that roles print, compare and serialise the same everywhere; Role() rejects a typo.
@@ -92,6 +95,9 @@ class FamilyDropout:
     def role_of(self, owner_class: str, attr: str) -> Optional[str]:
         """The role of owner_class.attr, or None when it is not a dropout site of this family."""
         return _match(self.sites, f"{owner_class}.{attr}")
+
+    def is_head_projection(self, owner_class: str, attr: str) -> bool:
+        return _match(dict.fromkeys(self.head_projection, "x"), f"{owner_class}.{attr}") is not None
 
     def is_stochastic_depth(self, owner_class: str, attr: str) -> bool:
         return _match(dict.fromkeys(self.stochastic_depth, "x"), f"{owner_class}.{attr}") is not None
@@ -140,6 +146,7 @@ def _bert_like(prefix: str, heads: Optional[Mapping[str, Role]] = None, **extra_
             **(heads or {}),
         },
         layers="encoder.layer",
+        head_projection=(f"{prefix}SelfOutput.dense",),
     )
 
 
@@ -147,7 +154,8 @@ def _decoder_only(prefix: str, injection: Optional[InjectionPoints] = None, sdpa
     """Llama-style decoders: attention dropout is a float on the attention module; the other roles are injected."""
     return FamilyDropout(config_keys={"attention_dropout": (Role.ATTENTION,)},
                          sites={f"{prefix}Attention.attention_dropout": Role.ATTENTION}, layers="layers",
-                         sdpa=sdpa, injection=injection or InjectionPoints())
+                         sdpa=sdpa, injection=injection or InjectionPoints(),
+                         head_projection=(f"{prefix}Attention.o_proj",))
 
 
 def _encoder_decoder(prefix: str, heads: tuple[str, ...] = ()) -> FamilyDropout:
@@ -170,6 +178,7 @@ def _encoder_decoder(prefix: str, heads: tuple[str, ...] = ()) -> FamilyDropout:
             **_heads(*heads),
         },
         stochastic_depth=(f"{prefix}Encoder.layerdrop", f"{prefix}Decoder.layerdrop"),
+        head_projection=(f"{prefix}Attention.out_proj",),
     )
 
 
@@ -197,6 +206,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             **_heads("DistilBertFor*"),
         },
         layers="transformer.layer",
+        head_projection=("DistilBertSelfAttention.out_lin",),
     ),
     "albert": FamilyDropout(
         config_keys={
@@ -212,6 +222,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             "AlbertLayer.dropout": Role.HIDDEN,
             **_heads("AlbertFor*", "AlbertSOPHead"),
         },
+        head_projection=("AlbertAttention.dense",),
     ),
     "deberta-v2": FamilyDropout(
         config_keys={
@@ -233,6 +244,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
         },
         layers="encoder.layer",
         sdpa=False,
+        head_projection=("DebertaV2SelfOutput.dense",),
     ),
     "modernbert": FamilyDropout(
         config_keys={
@@ -250,6 +262,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             **_heads("ModernBertFor*", attrs=("drop",)),
         },
         layers="layers",
+        head_projection=("ModernBertAttention.Wo",),
     ),
     "gpt2": FamilyDropout(
         config_keys={
@@ -268,6 +281,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             **_sequence_summary("GPT2SequenceSummary"),
         },
         layers="h",
+        head_projection=("GPT2Attention.c_proj",),
     ),
     "gpt_neox": FamilyDropout(
         config_keys={
@@ -283,6 +297,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             **_heads("GPTNeoXFor*"),
         },
         layers="layers",
+        head_projection=("GPTNeoXAttention.dense",),
     ),
     "llama": _decoder_only("Llama"),
     "mistral": _decoder_only("Mistral"),
@@ -302,6 +317,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
         },
         layers="layers",
         injection=InjectionPoints(attention_output=None, mlp_output=None),
+        head_projection=("Phi3Attention.o_proj",),
     ),
     "phi": FamilyDropout(
         config_keys={"embd_pdrop": (Role.EMBEDDING,), "attention_dropout": (Role.ATTENTION,),
@@ -313,6 +329,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             **_heads("PhiFor*"),
         },
         layers="layers",
+        head_projection=("PhiAttention.dense",),
     ),
     "t5": FamilyDropout(
         # one rate for the whole stack: per-role T5 rates exist only as a live patch
@@ -328,6 +345,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             "T5DenseGatedActDense.dropout": Role.ACTIVATION,
             **_heads("T5ClassificationHead"),
         },
+        head_projection=("T5Attention.o",),
     ),
     "bart": _encoder_decoder("Bart", heads=("BartClassificationHead",)),
     "vit": FamilyDropout(
@@ -339,6 +357,7 @@ FAMILY_DROPOUT: dict[str, FamilyDropout] = {
             "ViTLayer.dropout": Role.HIDDEN,
         },
         layers="layers",
+        head_projection=("ViTAttention.o_proj",),
     ),
     "whisper": _encoder_decoder("Whisper"),
 }

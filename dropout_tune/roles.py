@@ -1,4 +1,4 @@
-"""The six dropout roles, validation of a dropout rate, and the ROLE=VALUE / all= notation shared by dropout specs
+"""The dropout roles, validation of a dropout rate, and the ROLE=VALUE / all= notation shared by dropout specs
 and schedule sets.
 
 Example:
@@ -30,11 +30,16 @@ class Role(str, Enum):
     ACTIVATION = "activation"  # inside the feed-forward block, after the non-linearity
     CLASSIFIER = "classifier"  # pooler and task head
     LORA = "lora"  # on the input of PEFT LoRA adapters
+    HEAD = "head"  # whole attention heads, at the input of the attention's output projection (DropHead)
 
 
 ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+#: The roles ``all`` and a uniform rate stand for: every role but ``head``, a structured variant (DropHead) that a
+#: plain "dropout everywhere" does not mean.
+ALL_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role != Role.HEAD.value)
 
-#: The key that stands for every role not named explicitly ({"all": 0.1, "lora": 0.0}, "all=0.1,lora=0").
+#: The key that stands for every role not named explicitly ({"all": 0.1, "lora": 0.0}, "all=0.1,lora=0"), ``head``
+#: aside.
 ALL = "all"
 
 
@@ -82,10 +87,10 @@ def expand_all(assignments: Mapping[str, _Value]) -> dict[str, _Value]:
     >>> expand_all({"mlp": 0.1})
     Traceback (most recent call last):
     ...
-    ValueError: unknown dropout role 'mlp'; valid roles: embedding, attention, hidden, activation, classifier, lora
+    ValueError: unknown dropout role 'mlp'; valid roles: embedding, attention, hidden, activation, classifier, lora, head
     """
     named = dict(assignments)
-    everywhere = dict.fromkeys(ROLES, named.pop(ALL)) if ALL in named else {}
+    everywhere = dict.fromkeys(ALL_ROLES, named.pop(ALL)) if ALL in named else {}
     for role in named:
         validate_role(role)
     merged = {**everywhere, **named}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from .masks import mask_kind
-from .roles import ROLES, expand_all, is_number, parse_assignments, validate_rate, validate_role
+from .roles import ALL_ROLES, ROLES, expand_all, is_number, parse_assignments, validate_rate, validate_role
 
 #: Depth profiles: how a role's rate is spread over the layers.
 DEPTHS = ("uniform", "linear")
@@ -51,6 +51,7 @@ class DropoutSpec:
     activation: Optional[float] = None
     classifier: Optional[float] = None
     lora: Optional[float] = None
+    head: Optional[float] = None
     masks: Any = ()
     depths: Any = ()
 
@@ -114,13 +115,13 @@ class DropoutSpec:
 
     @classmethod
     def uniform(cls, p: float) -> "DropoutSpec":
-        """The same rate for every role.
+        """The same rate for every role (``head`` aside: DropHead is asked for by name).
 
-        >>> DropoutSpec.uniform(0.1).hidden
-        0.1
+        >>> DropoutSpec.uniform(0.1).hidden, DropoutSpec.uniform(0.1).head
+        (0.1, None)
         """
         p = validate_rate(p, "uniform")
-        return cls(**{role: p for role in ROLES})
+        return cls(**{role: p for role in ALL_ROLES})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> "DropoutSpec":

@@ -21,6 +21,11 @@ INJECTABLE = [name for name, family in FAMILY_DROPOUT.items() if family.injectio
 RATES = {"embedding": 0.15, "hidden": 0.2, "activation": 0.25}
 
 
+def decoder_roles(model):
+    """The roles injected where a decoder has no sites (head, DropHead, is injected in every family: tested apart)."""
+    return [role for role in injectable_roles(model) if role != "head"]
+
+
 def test_the_issue_families_are_injectable():
     assert {"llama", "mistral", "qwen2", "gemma", "qwen3", "gemma2", "phi3"} <= set(INJECTABLE)
 
@@ -105,7 +110,7 @@ def test_train_forward_equals_written_in_reference_bit_for_bit(model_type):
         warnings.simplefilter("error")  # no "nothing to set" warning: the roles are injected
         report = apply_dropout(model, RATES)
     injected = {s.role for s in inspect_dropout(model) if s.kind == "injected"}
-    assert injected == set(injectable_roles(model))
+    assert injected == set(decoder_roles(model))
     assert all(s.p == RATES[s.role] for s in inspect_dropout(model) if s.role in RATES)
 
     out, ref = _logits(model, inputs, True), _logits(reference, inputs, True)
@@ -129,7 +134,7 @@ def test_save_pretrained_records_rates_and_load_model_reinjects_them(model_type,
     model = tiny_model(model_type)
     apply_dropout(model, RATES)
     model.save_pretrained(tmp_path)
-    expected = {role: RATES[role] for role in injectable_roles(model)}
+    expected = {role: RATES[role] for role in decoder_roles(model)}
     assert json.loads((tmp_path / "config.json").read_text())[CONFIG_KEY] == expected
 
     loaded = load_model(str(tmp_path), attn_implementation="eager")  # as tiny_model builds it

@@ -134,7 +134,7 @@ def test_a_mask_the_site_cannot_honour_is_one_line_and_changes_nothing():
     reference = inspect_dropout(model)
     with pytest.raises(ValueError, match=r"mask=token for role attention: site .*attention.self.dropout cannot "
                                          r"honour it exactly .*roles of this model that can take a mask: "
-                                         r"classifier, embedding, hidden"):
+                                         r"classifier, embedding, head, hidden"):
         apply_dropout(model, "hidden=0.2:mask=token,attention=0.1:mask=token")
     assert inspect_dropout(model) == reference
 
@@ -249,3 +249,69 @@ def test_a_schedule_over_a_mask_kind_compiles_at_most_one_extra_graph(mask):
         assert counters["stats"]["unique_graphs"] <= 2
     finally:
         torch._dynamo.reset()
+
+
+# ---- the head role (DropHead) ----------------------------------------------------------------------------------------
+
+
+def test_every_registry_family_gets_a_head_site_per_attention_block():
+    from dropout_tune.registry import FAMILY_DROPOUT
+
+    for family in FAMILY_DROPOUT:
+        model = tiny_model(family)
+        report = apply_dropout(model, "head=0.1", warn_missing=False)
+        heads = [s for s in inspect_dropout(model) if s.role == "head"]
+        assert heads and {(s.kind, s.p, s.mask) for s in heads} == {("injected", 0.1, "heads")}, family
+        shared = family == "albert"  # ALBERT runs one shared layer num_hidden_layers times
+        assert len(heads) >= (1 if shared else model.config.num_hidden_layers), family
+        restore_dropout(model, report)
+        assert not [s for s in inspect_dropout(model) if s.role == "head"], family
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama", "gpt2", "t5"])
+def test_head_dropout_drops_whole_heads_per_example_and_scales_the_rest(model_type):
+    model = tiny_model(model_type)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reference = inspect_dropout(model)
+    report = apply_dropout(model, "head=0.5")
+    sites = [s for s in inspect_dropout(model) if s.role == "head"]
+    modules = dict(model.named_modules())
+    projections = {s.name: modules[s.owner] for s in sites}
+    seen = {}
+    handles = [modules[s.name].register_forward_hook(lambda m, a, out, name=s.name: seen.__setitem__(name, (a[0], out)))
+               for s in sites]
+    model.train()
+    torch.manual_seed(0)
+    model(**tiny_inputs(model, batch_size=8, seq_len=6))
+    for handle in handles:
+        handle.remove()
+    heads = model.config.num_attention_heads
+    for name, (inp, out) in seen.items():
+        assert name in projections
+        b, t, width = out.shape
+        # a context row can be 0 by itself (causal position 0 whose one attention weight was dropped): judge a head
+        # of an example by its nonzero inputs only
+        live = (inp != 0).view(b, t, heads, width // heads)
+        kept = (out != 0).view(b, t, heads, width // heads)
+        per_head_kept = (kept & live).flatten(start_dim=3).any(3).any(1)  # (B, H)
+        per_head_dropped = (~kept & live).flatten(start_dim=3).any(3).any(1)
+        assert not bool((per_head_kept & per_head_dropped).any()), name  # one draw per example and head
+        assert 0 < float(per_head_kept.float().mean()) < 1, name
+        assert torch.allclose(out[out != 0], 2 * inp[out != 0]), name
+    restore_dropout(model, report)
+    assert inspect_dropout(model) == reference
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_head_rate_is_not_in_all_and_takes_no_mask_and_persists(tmp_path):
+    from dropout_tune.loading import load_model
+
+    model = tiny_model("bert")
+    apply_dropout(model, "all=0.2")
+    assert not [s for s in inspect_dropout(model) if s.role == "head"]
+    with pytest.raises(ValueError, match="mask=token for role head: a head site drops whole attention heads"):
+        apply_dropout(model, "head=0.1:mask=token")
+    apply_dropout(model, "head=0.15")
+    model.save_pretrained(tmp_path)
+    again = load_model(str(tmp_path), num_labels=model.config.num_labels)
+    assert {(s.role, s.p) for s in inspect_dropout(again) if s.role == "head"} == {("head", 0.15)}

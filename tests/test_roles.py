@@ -2,13 +2,14 @@
 
 import pytest
 
-from dropout_tune.roles import ALL, ROLES, expand_all, is_number, parse_assignments
+from dropout_tune.roles import ALL, ALL_ROLES, ROLES, expand_all, is_number, parse_assignments
 from dropout_tune.schedules import ScheduleSet
 from dropout_tune.spec import DropoutSpec
 
 
 def test_expand_all_gives_the_all_value_to_roles_not_named_in_role_order():
-    assert expand_all({"lora": 0.05, ALL: 0.1}) == {**dict.fromkeys(ROLES, 0.1), "lora": 0.05}
+    assert expand_all({"lora": 0.05, ALL: 0.1}) == {**dict.fromkeys(ALL_ROLES, 0.1), "lora": 0.05}
+    assert "head" not in expand_all({ALL: 0.1}) and expand_all({ALL: 0.1, "head": 0.2})["head"] == 0.2
     assert list(expand_all({"classifier": 1, "embedding": 2})) == ["embedding", "classifier"]
     assert expand_all({}) == {}
 
@@ -50,7 +51,7 @@ def test_is_number():
 def test_spec_and_schedule_set_read_the_notation_alike():
     spec = DropoutSpec.parse("0.1,attention=0")
     assert spec == DropoutSpec.from_dict({"all": 0.1, "attention": 0.0})
-    assert ScheduleSet.parse("0.1,attention=0").rates(0.0) == spec.as_dict()
+    assert ScheduleSet.parse("0.1,attention=0").rates(0.0) == dict(spec.items())
     for parse, what in ((DropoutSpec.parse, "dropout spec"), (ScheduleSet.parse, "schedule")):
         with pytest.raises(ValueError, match=f"role 'hidden' given twice in {what} "):
             parse("hidden=0.1,hidden=0.2")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from ..recipe import Recipe
-from ..roles import ROLES
+from ..roles import ALL_ROLES, ROLES
 
 SHAPES = ("constant", "off_after", "early", "late", "linear")
 #: the parameter each shape adds, and its value when the space does not search it
@@ -183,7 +183,8 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: Any, roles: Sequence[str]) -> "SearchSpace":
-        """Validate a space against the model's ``roles``; ``rate`` expands to every role, ``rate.<role>`` wins."""
+        """Validate a space against the model's ``roles``; ``rate`` expands to every role but ``head``,
+        ``rate.<role>`` wins."""
         if not isinstance(data, Mapping) or not data:
             raise ValueError("search: expected a non-empty mapping of parameter to range, e.g. {rate: [0.0, 0.3]}")
         valid = cls.valid_names(roles)
@@ -198,9 +199,9 @@ class SearchSpace:
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise ValueError(f"search.{name}: unknown parameter; {hint}(valid: {', '.join(valid[:3])}, ...)")
         for name, spec in data.items():
-            if name == "rate":
+            if name == "rate":  # every role but head (DropHead), as ``all`` means in a spec: searched by name
                 for role in roles:
-                    if f"rate.{role}" not in data:
+                    if role in ALL_ROLES and f"rate.{role}" not in data:
                         params[f"rate.{role}"] = _renamed(parse_param("rate", spec), f"rate.{role}")
             else:
                 params[name] = parse_param(name, spec)
