@@ -66,6 +66,22 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+def read_yaml_file(path: Union[str, os.PathLike], what: str = "") -> Any:
+    """A YAML file's content (:func:`load_yaml`); a syntax error or a file that is not text is a one-line
+    ``ValueError`` naming ``what`` (e.g. ``--space``), the file and the line."""
+    label = f"{what} {path}".strip()
+    try:
+        return load_yaml(Path(path).read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValueError(f"{label}: not valid YAML: {err.problem or err.context}{where}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{label}: not valid YAML: {str(err).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{label}: not a text file") from None
+
+
 def _choice(value: str, choices: tuple[str, ...], field_name: str) -> str:
     if value not in choices:
         raise ValueError(f"{field_name}: {value!r} is not one of {', '.join(choices)}")
@@ -182,6 +198,8 @@ class TrainingSection:
         _positive(self.epochs, "training.epochs")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
             _positive(getattr(self, name), f"training.{name}")
+        if not 0 <= self.seed < 2**32:  # NumPy's seeds (set by the Trainer) are 32-bit
+            raise ValueError(f"training.seed: {self.seed} is outside [0, 2**32)")
         _choice(self.eval_strategy, ("no", "steps", "epoch"), "training.eval_strategy")
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ValueError("training.eval_steps: required when training.eval_strategy is 'steps'")
@@ -236,10 +254,7 @@ class Recipe:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"recipe {str(path)!r} does not exist")
-        try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        data = read_yaml_file(path)
         if data is None:
             data = {}
         if not isinstance(data, Mapping):

@@ -82,3 +82,12 @@ def test_non_finite_numbers_are_refused_naming_the_field(override, message):
     with pytest.raises(ValueError) as err:
         Recipe.from_dict({}, [override])
     assert str(err.value) == message
+
+
+def test_a_seed_numpy_cannot_take_and_a_yaml_syntax_error_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"training.seed: -1 is outside \[0, 2\*\*32\)"):
+        Recipe.from_dict({}, ["training.seed=-1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: [1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML: expected ',' or '\]'.*\(line 3, column 1\)"):
+        Recipe.from_yaml(bad)
