@@ -65,6 +65,15 @@ def read_json(path: PathLike) -> Any:
         return json.load(handle)
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` is meant as a file path rather than a name: it holds a folder separator or a suffix.
+
+    >>> looks_like_path("data/reviews.csv"), looks_like_path("reviews.jsonl"), looks_like_path("sst2")
+    (True, True, False)
+    """
+    return "/" in text or os.sep in text or bool(Path(text).suffix)
+
+
 def check_writable_dir(path: PathLike, what: str = "output directory") -> Path:
     """Make sure ``path`` is (or can be created as) a writable directory, before any work is done; raise
     ``ValueError`` naming the path otherwise (the CLI prints it in one line, exit 2).

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from .files import looks_like_path
 from .regularization import RegularizationConfig
 from .roles import validate_rate
 from .schedules import ScheduleSet
@@ -126,6 +127,20 @@ class DataSection:
     max_train: Optional[int] = None
     max_eval: Optional[int] = None
     max_length: int = 64
+
+    def resolve_paths(self, folder: Path) -> None:
+        """Read relative ``task`` / ``data_dir`` paths from ``folder`` (the recipe's) where they are found there,
+        else from the working directory; a path found in neither is an error naming both folders."""
+        for name in ("task", "data_dir"):
+            value = getattr(self, name)
+            if value is None or Path(value).expanduser().is_absolute():
+                continue
+            beside = Path(folder) / value
+            if beside.exists():
+                setattr(self, name, str(beside.resolve()))
+            elif (name == "data_dir" or looks_like_path(value)) and not Path(value).exists():
+                raise ValueError(f"data.{name}: {value!r} is in neither the recipe's folder {Path(folder).resolve()} "
+                                 f"nor the working directory {Path.cwd()}")
 
     def __post_init__(self) -> None:
         _positive(self.max_length, "data.max_length")
@@ -244,9 +259,15 @@ class Recipe:
     search: Optional[dict[str, Any]] = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], overrides: Optional[list[str]] = None) -> "Recipe":
+    def from_dict(cls, data: Mapping[str, Any], overrides: Optional[list[str]] = None,
+                  folder: Optional[Path] = None) -> "Recipe":
+        """``folder``: the recipe file's, against which relative data paths are read (see
+        :meth:`DataSection.resolve_paths`)."""
         data = apply_overrides(dict(data or {}), overrides or [])
-        return _fill(cls, data, "")
+        recipe = _fill(cls, data, "")
+        if folder is not None:
+            recipe.data.resolve_paths(folder)
+        return recipe
 
     @classmethod
     def from_yaml(cls, path: Union[str, os.PathLike], overrides: Optional[list[str]] = None) -> "Recipe":
@@ -261,7 +282,7 @@ class Recipe:
             raise ValueError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
         data = dict(data)
         data.setdefault("name", path.stem)
-        return cls.from_dict(data, overrides)
+        return cls.from_dict(data, overrides, folder=path.parent)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

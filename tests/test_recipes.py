@@ -91,3 +91,26 @@ def test_a_seed_numpy_cannot_take_and_a_yaml_syntax_error_are_named(tmp_path):
     bad.write_text("training:\n  epochs: [1\n")
     with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML: expected ',' or '\]'.*\(line 3, column 1\)"):
         Recipe.from_yaml(bad)
+
+
+def test_relative_data_paths_are_read_from_the_recipes_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "reviews.csv").write_text("text,label\na,0\nb,1\n")
+    (folder / "recipe.yaml").write_text("data: {task: data/reviews.csv}\n")
+    monkeypatch.chdir(tmp_path)  # elsewhere: data/reviews.csv is not under the working directory
+    recipe = Recipe.from_yaml("project/recipe.yaml")
+    assert recipe.data.task == str((folder / "data" / "reviews.csv").resolve())
+    assert Recipe.from_yaml("project/recipe.yaml", ["data.task=sst2"]).data.task == "sst2"  # a task name stays
+    (folder / "missing.yaml").write_text("data: {task: data/nope.csv}\n")
+    with pytest.raises(ValueError, match=r"data.task: 'data/nope.csv' is in neither the recipe's folder .*project "
+                                         r"nor the working directory"):
+        Recipe.from_yaml(folder / "missing.yaml")
+
+
+def test_a_missing_local_path_is_not_called_an_unknown_task(tmp_path, monkeypatch):
+    from dropout_tune.data import load_task
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no such file or directory: data/x.csv \(relative to the working"):
+        load_task("data/x.csv")

@@ -77,7 +77,7 @@ def load_recipe_and_space(path: str, overrides: tuple[str, ...] = ()) -> tuple[R
     data.setdefault("name", file.stem)
     data = apply_overrides(data, list(overrides))
     search = data.pop("search", None)
-    return Recipe.from_dict(data), search
+    return Recipe.from_dict(data, folder=file.parent), search
 
 
 def _read_space_file(path: str) -> Any:
