@@ -74,9 +74,10 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or bool(Path(text).suffix)
 
 
-def check_writable_dir(path: PathLike, what: str = "output directory") -> Path:
+def check_writable_dir(path: PathLike, what: str = "output directory", create: bool = True) -> Path:
     """Make sure ``path`` is (or can be created as) a writable directory, before any work is done; raise
-    ``ValueError`` naming the path otherwise (the CLI prints it in one line, exit 2).
+    ``ValueError`` naming the path otherwise (the CLI prints it in one line, exit 2). ``create=False`` only
+    checks, so that input refused later leaves no empty directory behind.
 
     >>> check_writable_dir("/dev/null/x")
     Traceback (most recent call last):
@@ -91,6 +92,8 @@ def check_writable_dir(path: PathLike, what: str = "output directory") -> Path:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise ValueError(f"{what} {path}: not writable ({parent} is read-only)")
             break
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -34,7 +34,7 @@ from .patching import apply_dropout, current_rates
 from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
 from .files import atomic_write_text, write_json
-from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
+from .rundir import NoEmptyCheckpoints, StepLogCallback, check_run_dir, clear_run, plot_learning_curve
 from .runtime import rank_seed
 from .spec import DropoutSpec
 
@@ -184,7 +184,7 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         **recipe.regularization.trainer_kwargs(),
     )
     step_log = StepLogCallback(run_dir / "steps.jsonl")
-    callbacks: list[Any] = [PerRankDropoutSeed()]
+    callbacks: list[Any] = [PerRankDropoutSeed(), NoEmptyCheckpoints()]
     schedule = recipe.dropout.parsed_schedule()
     if schedule is not None:
         callbacks.append(DropoutScheduleCallback(schedule))  # before the step log, which reads its rates

@@ -54,6 +54,7 @@ def test_run_directory_and_per_step_rates(toy, tmp_path):
         assert s["dropout/attention"] == pytest.approx(rates["attention"])
         assert "learning_rate" in s
     assert "loss" in steps[0]
+    assert not (run / "checkpoints").exists()  # nothing was saved: no empty folder
     # the saved model keeps the rates it was built with: a schedule is training-time behaviour
     saved = json.loads((run / "model/config.json").read_text())
     assert saved["hidden_dropout_prob"] == 0.1
@@ -244,6 +245,19 @@ def test_train_into_a_path_that_is_not_a_directory_fails_before_loading(toy, tmp
     assert main(["train", str(recipe_path)]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and "not a directory" in lines[0] and str(tmp_path / "file") in lines[0], lines
+
+
+def test_train_with_bad_data_is_one_line_and_creates_no_run_directory(toy, tmp_path, capsys):
+    from dropout_tune.cli import main
+
+    (tmp_path / "header.csv").write_text("text,label\n")
+    recipe_path = tmp_path / "toy.yaml"
+    recipe_path.write_text(_recipe(toy, tmp_path, data={"task": str(tmp_path / "header.csv")}).to_yaml())
+    capsys.readouterr()
+    assert main(["train", str(recipe_path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "header.csv: no rows" in lines[0], lines
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_with_an_uncached_hub_id_offline_fails_in_one_line(toy, tmp_path, capsys, monkeypatch):
