@@ -28,8 +28,10 @@ RUN_OUTPUTS = RUN_MARKERS + ("steps.jsonl", "learning_curve.png", "mc_eval.json"
 
 
 def existing_run(run_dir: Path) -> list[str]:
-    """The :data:`RUN_MARKERS` present in ``run_dir`` (empty when it holds no run)."""
-    return [name for name in RUN_MARKERS if (Path(run_dir) / name).exists()]
+    """The :data:`RUN_MARKERS` present in ``run_dir`` (empty when it holds no run); an empty folder (the Trainer makes
+    ``checkpoints/`` whether or not it saves) is no run."""
+    paths = [(name, Path(run_dir) / name) for name in RUN_MARKERS]
+    return [name for name, path in paths if path.exists() and not (path.is_dir() and not any(path.iterdir()))]
 
 
 def check_run_dir(run_dir: Path, overwrite: bool = False, resume_from: Optional[str] = None) -> bool:

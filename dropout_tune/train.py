@@ -133,30 +133,33 @@ def _counting(compute_metrics):
     return wrapped
 
 
-def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> TrainingRun:
-    """Data, tokenizer, model, TrainingArguments and Trainer for ``recipe`` (nothing trained yet)."""
-    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+def only_cpu() -> bool:
+    """No CUDA, MPS or XPU device: the Trainer is then told ``use_cpu`` (which also makes DDP pick gloo); where any
+    accelerator exists the Trainer picks it."""
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return not (torch.cuda.is_available() or (mps is not None and mps.is_available())
+                or (xpu is not None and xpu.is_available()))
 
-    from .data import load_task
-    from .loading import load_tokenizer, resolve_model_path
-    from .metrics import make_compute_metrics
 
-    model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
-    set_seed(recipe.training.seed)
-    run_dir = recipe.output_dir
-    d = recipe.data
-    task, splits = load_task(d.task, data_dir=d.data_dir, text_columns=d.text_columns, label_column=d.label_column,
-                             max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
-    if task.is_regression and recipe.regularization.label_smoothing > 0:
-        raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
-    tokenizer = load_tokenizer(model_path)
-    tokenized = tokenize_task(splits, tokenizer, task.text_columns, recipe.data.max_length)
-    model = _build_model(recipe, task, model_path)
+def check_report_to(report_to: Sequence[str]) -> None:
+    """A ``training.report_to`` integration that is not installed is a ``ValueError`` naming it (the Trainer would
+    raise deep inside its set-up, after the model is loaded)."""
+    from transformers.integrations import get_available_reporting_integrations
 
+    installed = get_available_reporting_integrations()
+    missing = [name for name in report_to if name not in ("none", "all") and name not in installed]
+    if missing:
+        raise ValueError(f"training.report_to: {', '.join(missing)} is not installed (pip install {missing[0]}); "
+                         f"installed: {', '.join(installed) or 'none'}")
+
+
+def training_arguments(recipe: Recipe, run_dir: Path, main_metric: str) -> dict[str, Any]:
+    """The ``TrainingArguments`` keywords for ``recipe`` (``training.trainer_args`` last, so they win)."""
     t = recipe.training
     # checkpoints (for resume) follow the evaluation cadence, or come every epoch when there is none
     save = "no" if not t.save_checkpoints else (t.eval_strategy if t.eval_strategy != "no" else "epoch")
-    args = TrainingArguments(
+    kwargs = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -177,18 +180,51 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         seed=t.seed,
         bf16=t.bf16,
         torch_compile=t.torch_compile,
-        use_cpu=not torch.cuda.is_available(),
-        report_to="none",
+        use_cpu=only_cpu(),
+        report_to=t.report_to,
         # Off: each rank divides by its own item count (no extra all-reduce per step); DDP averages the ranks.
         average_tokens_across_devices=False,
         **recipe.regularization.trainer_kwargs(),
     )
+    if t.early_stopping_patience is not None or t.trainer_args.get("load_best_model_at_end"):
+        kwargs["metric_for_best_model"] = main_metric  # "best" is the task's main metric, not the loss
+    kwargs.update(t.trainer_args)
+    return kwargs
+
+
+def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> TrainingRun:
+    """Data, tokenizer, model, TrainingArguments and Trainer for ``recipe`` (nothing trained yet)."""
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+
+    from .data import load_task
+    from .loading import load_tokenizer, resolve_model_path
+    from .metrics import make_compute_metrics
+
+    model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
+    check_report_to(recipe.training.report_to)
+    set_seed(recipe.training.seed)
+    run_dir = recipe.output_dir
+    d = recipe.data
+    task, splits = load_task(d.task, data_dir=d.data_dir, text_columns=d.text_columns, label_column=d.label_column,
+                             max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
+    if task.is_regression and recipe.regularization.label_smoothing > 0:
+        raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
+    tokenizer = load_tokenizer(model_path)
+    tokenized = tokenize_task(splits, tokenizer, task.text_columns, recipe.data.max_length)
+    model = _build_model(recipe, task, model_path)
+
+    args = TrainingArguments(**training_arguments(recipe, run_dir, task.main_metric))
     step_log = StepLogCallback(run_dir / "steps.jsonl")
     callbacks: list[Any] = [PerRankDropoutSeed(), NoEmptyCheckpoints()]
     schedule = recipe.dropout.parsed_schedule()
     if schedule is not None:
         callbacks.append(DropoutScheduleCallback(schedule))  # before the step log, which reads its rates
     callbacks += [step_log, *extra_callbacks]
+    if recipe.training.early_stopping_patience is not None:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(recipe.training.early_stopping_patience,
+                                               recipe.training.early_stopping_threshold))
     trainer = _trainer_class()(
         model=model,
         args=args,

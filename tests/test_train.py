@@ -287,3 +287,48 @@ def test_learning_curve_plot_leaves_the_matplotlib_backend_alone(tmp_path):
         assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
     finally:
         matplotlib.use(before)
+
+
+# ---- TrainingArguments from the recipe ---------------------------------------------------------------------------
+
+
+def test_trainingarguments_fields_report_to_and_early_stopping_reach_the_trainer(toy, tmp_path):
+    from transformers import EarlyStoppingCallback
+
+    recipe = _recipe(toy, tmp_path, training={"max_steps": 6, "eval_strategy": "steps", "eval_steps": 1,
+                                              "report_to": "tensorboard", "save_total_limit": 1,
+                                              "early_stopping_patience": 1, "early_stopping_threshold": 1.0,
+                                              "per_device_eval_batch_size": 4})
+    run = build_trainer(recipe)
+    args = run.trainer.args
+    assert args.report_to == ["tensorboard"] and args.save_total_limit == 1 and args.per_device_eval_batch_size == 4
+    assert args.metric_for_best_model == "accuracy" and args.greater_is_better
+    assert any(isinstance(c, EarlyStoppingCallback) for c in run.trainer.callback_handler.callbacks)
+    # no evaluation can improve accuracy by more than 1.0: the run stops after the patience of one evaluation
+    metrics = train(_recipe(toy, tmp_path, training={"max_steps": 6, "eval_strategy": "steps", "eval_steps": 1,
+                                                     "early_stopping_patience": 1, "early_stopping_threshold": 1.0}))
+    assert metrics["train"]["steps"] < 6
+
+
+def test_a_report_to_integration_that_is_not_installed_is_named(toy, tmp_path, monkeypatch):
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(ValueError, match=r"training.report_to: wandb is not installed \(pip install wandb\)"):
+        build_trainer(_recipe(toy, tmp_path, training={"report_to": ["wandb"]}))
+
+
+def test_cpu_is_forced_only_without_any_accelerator(toy, tmp_path, monkeypatch):
+    import torch
+
+    from dropout_tune.train import training_arguments
+
+    recipe = _recipe(toy, tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    assert training_arguments(recipe, tmp_path, "accuracy")["use_cpu"] is True
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # an Apple GPU: the Trainer picks it
+    assert training_arguments(recipe, tmp_path, "accuracy")["use_cpu"] is False
+    forced = _recipe(toy, tmp_path, training={"use_cpu": True})  # unless the recipe asks for the CPU
+    assert training_arguments(forced, tmp_path, "accuracy")["use_cpu"] is True
