@@ -320,30 +320,45 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m dropout_tune.train RECIPE.yaml [key=value ...]`` (what ``accelerate launch -m`` runs)."""
+TRAIN_DESCRIPTION = """dropout-tune train RECIPE [key=value ...]: fine-tune in one process. RECIPE is a YAML file or the
+name of a shipped recipe (dropout-tune recipes list); a file that exists wins over a name. For several processes use
+accelerate launch -m dropout_tune.train (the same arguments)."""
+
+
+def train_parser(subparsers=None):
+    """The arguments of ``dropout-tune train`` (``subparsers``: the command line's) and of ``python -m
+    dropout_tune.train`` (none): one parser for both entry points, as accelerate's commands do."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="dropout_tune.train", description=__doc__.splitlines()[0])
+    if subparsers is None:
+        parser = argparse.ArgumentParser(prog="python -m dropout_tune.train", description=TRAIN_DESCRIPTION)
+    else:
+        parser = subparsers.add_parser("train", help="fine-tune from a recipe", description=TRAIN_DESCRIPTION)
     parser.add_argument("recipe", help="recipe YAML file, or a shipped recipe's name (e.g. rotten_tomatoes)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. training.epochs=2 data.max_train=500")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run already in the output directory (same as training.overwrite=true)")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m dropout_tune.train RECIPE.yaml [key=value ...]`` (what ``accelerate launch -m`` runs)."""
+    args = train_parser().parse_intermixed_args(argv)
     return run_cli(args.recipe, args.overrides, overwrite=args.overwrite)
 
 
 def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> int:
-    """Train from a recipe file (or a shipped recipe's name) and print the summary; bad input is one line on stderr and exit code 2."""
+    """Train from a recipe file (or a shipped recipe's name) and print the summary; bad input (:data:`BAD_INPUT`,
+    as for every command) is one line on stderr and exit code 2."""
+    from .errors import BAD_INPUT, report
     from .recipe_catalog import resolve_recipe
     from .runtime import is_main_process
 
     try:
         recipe = Recipe.from_yaml(resolve_recipe(recipe_path), [*overrides, *(["training.overwrite=true"] if overwrite else [])])
         metrics = train(recipe)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"dropout-tune train: error: {err}", file=sys.stderr)
-        return 2
+    except (*BAD_INPUT, KeyboardInterrupt) as err:
+        return report("train", err)
     if is_main_process():
         print(summary_table(metrics))
         print(f"run directory: {recipe.output_dir}")

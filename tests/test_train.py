@@ -332,3 +332,43 @@ def test_cpu_is_forced_only_without_any_accelerator(toy, tmp_path, monkeypatch):
     assert training_arguments(recipe, tmp_path, "accuracy")["use_cpu"] is False
     forced = _recipe(toy, tmp_path, training={"use_cpu": True})  # unless the recipe asks for the CPU
     assert training_arguments(forced, tmp_path, "accuracy")["use_cpu"] is True
+
+
+# ---- the two entry points ------------------------------------------------------------------------------------------
+
+
+def _actions(parser):
+    return [(a.dest, tuple(a.option_strings), a.nargs, a.help) for a in parser._actions if a.dest != "help"]
+
+
+@pytest.mark.parametrize("error, line", [
+    (PermissionError(13, "Permission denied", "runs/x"), "dropout-tune train: error: runs/x: Permission denied"),
+    (KeyError("no such column 'y'"), "dropout-tune train: error: no such column 'y'"),
+    (ValueError("data.task: bad\nsecond line"), "dropout-tune train: error: data.task: bad"),
+])
+def test_both_train_entry_points_share_one_parser_and_catch_the_same_errors(monkeypatch, capsys, error, line):
+    import dropout_tune.train as train_module
+    from dropout_tune import cli
+
+    subparsers = cli.build_parser()._subparsers._group_actions[0]
+    assert _actions(subparsers.choices["train"]) == _actions(train_module.train_parser())
+
+    def failing(recipe):
+        raise error
+
+    monkeypatch.setattr(train_module, "train", failing)
+    for entry_point in (lambda: train_module.main(["rotten_tomatoes"]), lambda: cli.main(["train", "rotten_tomatoes"])):
+        assert entry_point() == 2
+        err = capsys.readouterr().err
+        assert [x for x in err.splitlines() if x.strip()] == [line], err
+
+
+def test_accelerate_launch_quiet_ends_with_the_childs_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1",
+                             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+                             "-m", "dropout_tune.train", "rotten_tomatoes", "training.epochs=zero"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "dropout-tune train: error: training.epochs: expected a number, got 'zero'", result.stderr
+    assert "Traceback" not in result.stderr
