@@ -350,6 +350,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> int:
     """Train from a recipe file (or a shipped recipe's name) and print the summary; bad input (:data:`BAD_INPUT`,
     as for every command) is one line on stderr and exit code 2."""
+    from .distributed import end_process_group
     from .errors import BAD_INPUT, report
     from .recipe_catalog import resolve_recipe
     from .runtime import is_main_process
@@ -358,7 +359,9 @@ def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> 
         recipe = Recipe.from_yaml(resolve_recipe(recipe_path), [*overrides, *(["training.overwrite=true"] if overwrite else [])])
         metrics = train(recipe)
     except (*BAD_INPUT, KeyboardInterrupt) as err:
+        end_process_group(wait=False)  # a group alive at exit can abort the process (see dropout_tune.distributed)
         return report("train", err)
+    end_process_group()
     if is_main_process():
         print(summary_table(metrics))
         print(f"run directory: {recipe.output_dir}")

@@ -363,6 +363,29 @@ def test_both_train_entry_points_share_one_parser_and_catch_the_same_errors(monk
         assert [x for x in err.splitlines() if x.strip()] == [line], err
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_train_entry_point_ends_the_process_group_before_exit(tmp_path, monkeypatch, capsys, fails):
+    import torch.distributed as dist
+
+    import dropout_tune.train as train_module
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+    def stub(recipe):
+        if fails:
+            raise ValueError("data.task: bad")
+        return {}
+
+    monkeypatch.setattr(train_module, "train", stub)
+    monkeypatch.setattr(train_module, "summary_table", lambda metrics: "")
+    try:
+        assert train_module.main(["rotten_tomatoes"]) == (2 if fails else 0)
+        assert not dist.is_initialized()  # a gloo group alive at exit can abort the process
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_accelerate_launch_quiet_ends_with_the_childs_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1",
                              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
