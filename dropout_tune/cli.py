@@ -41,7 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None):
+        # options between positionals (train RECIPE --overwrite key=value): the command's own parser reads them
+        # intermixed, as python -m dropout_tune.train does
+        command_parser = parser._subparsers._group_actions[0].choices[args.command]
+        try:
+            args = command_parser.parse_intermixed_args(argv[argv.index(args.command) + 1:], namespace=args)
+        except TypeError:  # a command with sub-commands of its own cannot be read intermixed
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -386,6 +386,19 @@ def test_the_train_entry_point_ends_the_process_group_before_exit(tmp_path, monk
             dist.destroy_process_group()
 
 
+def test_both_train_entry_points_read_options_between_overrides(monkeypatch):
+    import dropout_tune.train as train_module
+    from dropout_tune import cli
+
+    calls = []
+    monkeypatch.setattr(train_module, "run_cli", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)
+    argv = ["r.yaml", "a=1", "--overwrite", "b=2"]
+    assert train_module.main(argv) == 0 and cli.main(["train", *argv]) == 0
+    assert calls[0] == calls[1] == ((("r.yaml", ["a=1", "b=2"]), {"overwrite": True}))
+    with pytest.raises(SystemExit):
+        cli.main(["data", "list", "--nope", "x"])  # still refused where a command cannot read them
+
+
 def test_accelerate_launch_quiet_ends_with_the_childs_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1",
                              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
