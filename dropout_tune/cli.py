@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from .errors import BAD_INPUT, error_line, report  # noqa: F401 - error_line: this module's API too
+
 # name -> module under dropout_tune.commands; each module imports its heavy dependencies inside run(), so that
 # `--help` stays fast.
 COMMANDS = {
@@ -37,37 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def error_line(err: BaseException) -> str:
-    """The one line a user sees for ``err``.
-
-    >>> error_line(KeyError("no task 'x'"))
-    "no task 'x'"
-    >>> error_line(FileNotFoundError(2, "No such file or directory", "a.yaml"))
-    'a.yaml: No such file or directory'
-    """
-    if isinstance(err, KeyError) and err.args:
-        message = str(err.args[0])
-    elif isinstance(err, OSError) and err.strerror and err.filename:
-        message = f"{err.filename}: {err.strerror}"
-    else:
-        message = str(err)
-    return (message.strip().splitlines() or [type(err).__name__])[0]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None):
+        # options between positionals (train RECIPE --overwrite key=value): the command's own parser reads them
+        # intermixed, as python -m dropout_tune.train does
+        command_parser = parser._subparsers._group_actions[0].choices[args.command]
+        try:
+            args = command_parser.parse_intermixed_args(argv[argv.index(args.command) + 1:], namespace=args)
+        except TypeError:  # a command with sub-commands of its own cannot be read intermixed
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, KeyError) as err:
-        print(f"dropout-tune {args.command}: error: {error_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (*BAD_INPUT, KeyboardInterrupt) as err:
+        return report(args.command, err)
 
 
 if __name__ == "__main__":

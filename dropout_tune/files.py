@@ -65,9 +65,19 @@ def read_json(path: PathLike) -> Any:
         return json.load(handle)
 
 
-def check_writable_dir(path: PathLike, what: str = "output directory") -> Path:
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` is meant as a file path rather than a name: it holds a folder separator or a suffix.
+
+    >>> looks_like_path("data/reviews.csv"), looks_like_path("reviews.jsonl"), looks_like_path("sst2")
+    (True, True, False)
+    """
+    return "/" in text or os.sep in text or bool(Path(text).suffix)
+
+
+def check_writable_dir(path: PathLike, what: str = "output directory", create: bool = True) -> Path:
     """Make sure ``path`` is (or can be created as) a writable directory, before any work is done; raise
-    ``ValueError`` naming the path otherwise (the CLI prints it in one line, exit 2).
+    ``ValueError`` naming the path otherwise (the CLI prints it in one line, exit 2). ``create=False`` only
+    checks, so that input refused later leaves no empty directory behind.
 
     >>> check_writable_dir("/dev/null/x")
     Traceback (most recent call last):
@@ -82,6 +92,8 @@ def check_writable_dir(path: PathLike, what: str = "output directory") -> Path:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise ValueError(f"{what} {path}: not writable ({parent} is read-only)")
             break
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -9,7 +9,7 @@ Example:
     >>> Recipe.from_dict({"training": {"epoch": 2}})
     Traceback (most recent call last):
     ...
-    ValueError: training.epoch: unknown key; did you mean 'epochs'? (valid: epochs, max_steps, batch_size, ...)
+    ValueError: training.epoch: unknown key; did you mean 'epochs'? (a recipe key or a TrainingArguments field)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from .files import looks_like_path
 from .regularization import RegularizationConfig
 from .roles import validate_rate
 from .schedules import ScheduleSet
@@ -64,6 +65,22 @@ def load_yaml(text: str) -> Any:
     {'a': 'no', 'b': True, 'c': 2e-05, 'd': 3}
     """
     return yaml.load(text, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml_file(path: Union[str, os.PathLike], what: str = "") -> Any:
+    """A YAML file's content (:func:`load_yaml`); a syntax error or a file that is not text is a one-line
+    ``ValueError`` naming ``what`` (e.g. ``--space``), the file and the line."""
+    label = f"{what} {path}".strip()
+    try:
+        return load_yaml(Path(path).read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValueError(f"{label}: not valid YAML: {err.problem or err.context}{where}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{label}: not valid YAML: {str(err).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{label}: not a text file") from None
 
 
 def _choice(value: str, choices: tuple[str, ...], field_name: str) -> str:
@@ -110,6 +127,20 @@ class DataSection:
     max_train: Optional[int] = None
     max_eval: Optional[int] = None
     max_length: int = 64
+
+    def resolve_paths(self, folder: Path) -> None:
+        """Read relative ``task`` / ``data_dir`` paths from ``folder`` (the recipe's) where they are found there,
+        else from the working directory; a path found in neither is an error naming both folders."""
+        for name in ("task", "data_dir"):
+            value = getattr(self, name)
+            if value is None or Path(value).expanduser().is_absolute():
+                continue
+            beside = Path(folder) / value
+            if beside.exists():
+                setattr(self, name, str(beside.resolve()))
+            elif (name == "data_dir" or looks_like_path(value)) and not Path(value).exists():
+                raise ValueError(f"data.{name}: {value!r} is in neither the recipe's folder {Path(folder).resolve()} "
+                                 f"nor the working directory {Path.cwd()}")
 
     def __post_init__(self) -> None:
         _positive(self.max_length, "data.max_length")
@@ -160,8 +191,43 @@ class OptimSection:
                 "optim.lr_scheduler")
 
 
+#: ``TrainingArguments`` names accepted under ``training:`` for the recipe's own keys (moved there on load).
+TRAINING_ARGUMENT_NAMES = {
+    "num_train_epochs": "training.epochs",
+    "per_device_train_batch_size": "training.batch_size",
+    "per_device_eval_batch_size": "training.eval_batch_size",
+    "learning_rate": "optim.learning_rate",
+    "optim": "optim.optimizer",
+    "lr_scheduler_type": "optim.lr_scheduler",
+    "warmup_ratio": "optim.warmup_ratio",
+    "max_grad_norm": "optim.max_grad_norm",
+    "weight_decay": "regularization.weight_decay",
+    "label_smoothing_factor": "regularization.label_smoothing",
+}
+#: ``TrainingArguments`` the recipe derives from its own keys, so they are not passed through: the key to set instead.
+DERIVED_TRAINING_ARGUMENTS = {
+    "save_strategy": "training.save_checkpoints (checkpoints follow the evaluation cadence)",
+    "save_steps": "training.save_checkpoints (checkpoints follow the evaluation cadence)",
+    "warmup_steps": "optim.warmup_ratio",
+    "average_tokens_across_devices": "nothing: it stays off so that each rank's loss is its own mean (see train.py)",
+}
+
+
+def training_argument_fields() -> list[str]:
+    """The field names of the installed ``transformers.TrainingArguments`` (imported only when a recipe names a key
+    that is not the recipe's own, so ordinary recipes load without transformers)."""
+    from transformers import TrainingArguments
+
+    return [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
+
+
 @dataclass
 class TrainingSection:
+    """The run's length, batches, evaluation and output. ``TrainingArguments`` names are accepted too: those the
+    recipe has its own key for (``num_train_epochs`` is ``epochs``, ``learning_rate`` is ``optim.learning_rate``;
+    :data:`TRAINING_ARGUMENT_NAMES`) are moved there, any other field (``gradient_checkpointing``,
+    ``save_total_limit``, ``load_best_model_at_end`` ...) goes to ``trainer_args`` and on to the Trainer."""
+
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 16  # per device
@@ -177,14 +243,92 @@ class TrainingSection:
     overwrite: bool = False  # replace a run already in output_dir (refused otherwise)
     bf16: bool = False
     torch_compile: bool = False  # TrainingArguments(torch_compile=...); schedules cost no recompile
+    #: where the Trainer logs: none, all, or integrations (tensorboard, wandb, trackio, ...)
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    #: stop after this many evaluations without improvement of the task's main metric (EarlyStoppingCallback)
+    early_stopping_patience: Optional[int] = None
+    early_stopping_threshold: float = 0.0
+    #: other TrainingArguments fields, passed to the Trainer as they are
+    trainer_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive(self.epochs, "training.epochs")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
             _positive(getattr(self, name), f"training.{name}")
+        if not 0 <= self.seed < 2**32:  # NumPy's seeds (set by the Trainer) are 32-bit
+            raise ValueError(f"training.seed: {self.seed} is outside [0, 2**32)")
         _choice(self.eval_strategy, ("no", "steps", "epoch"), "training.eval_strategy")
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ValueError("training.eval_steps: required when training.eval_strategy is 'steps'")
+        if self.early_stopping_patience is not None:
+            _positive(self.early_stopping_patience, "training.early_stopping_patience")
+            if self.eval_strategy == "no":
+                raise ValueError("training.early_stopping_patience: needs evaluations; set training.eval_strategy "
+                                 "to epoch or steps")
+        _positive(self.early_stopping_threshold, "training.early_stopping_threshold", allow_zero=True)
+        if self.trainer_args:
+            _check_trainer_args(self.trainer_args)
+        if self.trainer_args.get("load_best_model_at_end") and not self.save_checkpoints:
+            raise ValueError("training.load_best_model_at_end: the best model is loaded from a checkpoint; set "
+                             "training.save_checkpoints: true")
+
+
+def _check_trainer_args(args: Mapping[str, Any]) -> None:
+    own = [f.name for f in dataclasses.fields(TrainingSection)]
+    valid = training_argument_fields()
+    for key in args:
+        where = f"training.trainer_args.{key}"
+        if key in own or key in TRAINING_ARGUMENT_NAMES:
+            raise ValueError(f"{where}: the recipe's own key; set {TRAINING_ARGUMENT_NAMES.get(key, f'training.{key}')}")
+        if key in DERIVED_TRAINING_ARGUMENTS:
+            raise ValueError(f"{where}: set by the recipe from its own keys; set {DERIVED_TRAINING_ARGUMENTS[key]}")
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"{where}: not a TrainingArguments field; {hint}(e.g. {', '.join(valid[:3])}, ...)")
+
+
+def _training_argument_names(data: dict[str, Any]) -> dict[str, Any]:
+    """Move ``TrainingArguments`` names under ``training:`` to the recipe's own keys (:data:`TRAINING_ARGUMENT_NAMES`)
+    or into ``training.trainer_args``; an unknown key gets a close match among both kinds of names."""
+    training = data.get("training")
+    if not isinstance(training, Mapping):
+        return data
+    own = [f.name for f in dataclasses.fields(TrainingSection)]
+    foreign = [key for key in training if key not in own]
+    if not foreign:
+        return data
+    data, training = dict(data), dict(training)
+    data["training"] = training
+    given = training.get("trainer_args")
+    if given is not None and not isinstance(given, Mapping):
+        raise ValueError(f"training.trainer_args: expected a mapping of TrainingArguments fields, got {given!r}")
+    passed = dict(given or {})
+    for key in foreign:
+        value = training.pop(key)
+        if key in TRAINING_ARGUMENT_NAMES:
+            section, name = TRAINING_ARGUMENT_NAMES[key].split(".")
+            target = training if section == "training" else data.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"{section}: expected a mapping (a section), got {target!r}")
+            target = data[section] = dict(target) if section != "training" else target
+            if name in target and target[name] != value:
+                raise ValueError(f"training.{key}: is {section}.{name}, which the recipe sets to {target[name]!r}; "
+                                 f"give one of them")
+            target[name] = value
+        elif key in DERIVED_TRAINING_ARGUMENTS:
+            raise ValueError(f"training.{key}: set by the recipe from its own keys; set "
+                             f"{DERIVED_TRAINING_ARGUMENTS[key]}")
+        elif str(key) in training_argument_fields():
+            passed[key] = value
+        else:
+            names = own + list(TRAINING_ARGUMENT_NAMES) + training_argument_fields()
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"training.{key}: unknown key; {hint}(a recipe key or a TrainingArguments field)")
+    if passed:
+        training["trainer_args"] = passed
+    return data
 
 
 @dataclass
@@ -226,9 +370,15 @@ class Recipe:
     search: Optional[dict[str, Any]] = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], overrides: Optional[list[str]] = None) -> "Recipe":
-        data = apply_overrides(dict(data or {}), overrides or [])
-        return _fill(cls, data, "")
+    def from_dict(cls, data: Mapping[str, Any], overrides: Optional[list[str]] = None,
+                  folder: Optional[Path] = None) -> "Recipe":
+        """``folder``: the recipe file's, against which relative data paths are read (see
+        :meth:`DataSection.resolve_paths`)."""
+        data = _training_argument_names(apply_overrides(dict(data or {}), overrides or []))
+        recipe = _fill(cls, data, "")
+        if folder is not None:
+            recipe.data.resolve_paths(folder)
+        return recipe
 
     @classmethod
     def from_yaml(cls, path: Union[str, os.PathLike], overrides: Optional[list[str]] = None) -> "Recipe":
@@ -236,17 +386,14 @@ class Recipe:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"recipe {str(path)!r} does not exist")
-        try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        data = read_yaml_file(path)
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
         data = dict(data)
         data.setdefault("name", path.stem)
-        return cls.from_dict(data, overrides)
+        return cls.from_dict(data, overrides, folder=path.parent)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,8 +28,10 @@ RUN_OUTPUTS = RUN_MARKERS + ("steps.jsonl", "learning_curve.png", "mc_eval.json"
 
 
 def existing_run(run_dir: Path) -> list[str]:
-    """The :data:`RUN_MARKERS` present in ``run_dir`` (empty when it holds no run)."""
-    return [name for name in RUN_MARKERS if (Path(run_dir) / name).exists()]
+    """The :data:`RUN_MARKERS` present in ``run_dir`` (empty when it holds no run); an empty folder (the Trainer makes
+    ``checkpoints/`` whether or not it saves) is no run."""
+    paths = [(name, Path(run_dir) / name) for name in RUN_MARKERS]
+    return [name for name, path in paths if path.exists() and not (path.is_dir() and not any(path.iterdir()))]
 
 
 def check_run_dir(run_dir: Path, overwrite: bool = False, resume_from: Optional[str] = None) -> bool:
@@ -50,7 +52,7 @@ def check_run_dir(run_dir: Path, overwrite: bool = False, resume_from: Optional[
     >>> check_run_dir(d, overwrite=True)
     True
     """
-    run_dir = check_writable_dir(run_dir)
+    run_dir = check_writable_dir(run_dir, create=False)  # created by the first file written
     if resume_from is not None:
         checkpoint = Path(resume_from).resolve()
         if run_dir.resolve() in checkpoint.parents:
@@ -73,6 +75,16 @@ def clear_run(run_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+class NoEmptyCheckpoints(TrainerCallback):
+    """Remove the Trainer's output folder (``checkpoints/``) at the end of training when nothing was saved in it:
+    the Trainer creates it whether or not it saves, and an empty one would read as a run's marker."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir)
+        if state.is_world_process_zero and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 class StepLogCallback(TrainerCallback):

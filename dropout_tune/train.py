@@ -35,7 +35,7 @@ from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
 from .files import atomic_write_text, write_json
 from .run_identity import clean_recipe
-from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
+from .rundir import NoEmptyCheckpoints, StepLogCallback, check_run_dir, clear_run, plot_learning_curve
 from .runtime import preserved_rng, rank_seed
 from .spec import DropoutSpec
 
@@ -147,30 +147,33 @@ def _counting(compute_metrics):
     return wrapped
 
 
-def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> TrainingRun:
-    """Data, tokenizer, model, TrainingArguments and Trainer for ``recipe`` (nothing trained yet)."""
-    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+def only_cpu() -> bool:
+    """No CUDA, MPS or XPU device: the Trainer is then told ``use_cpu`` (which also makes DDP pick gloo); where any
+    accelerator exists the Trainer picks it."""
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return not (torch.cuda.is_available() or (mps is not None and mps.is_available())
+                or (xpu is not None and xpu.is_available()))
 
-    from .data import load_task
-    from .loading import load_tokenizer, resolve_model_path
-    from .metrics import make_compute_metrics
 
-    model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
-    set_seed(recipe.training.seed)
-    run_dir = recipe.output_dir
-    d = recipe.data
-    task, splits = load_task(d.task, data_dir=d.data_dir, text_columns=d.text_columns, label_column=d.label_column,
-                             max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
-    if task.is_regression and recipe.regularization.label_smoothing > 0:
-        raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
-    tokenizer = load_tokenizer(model_path)
-    tokenized = tokenize_task(splits, tokenizer, task.text_columns, recipe.data.max_length)
-    model = _build_model(recipe, task, model_path)
+def check_report_to(report_to: Sequence[str]) -> None:
+    """A ``training.report_to`` integration that is not installed is a ``ValueError`` naming it (the Trainer would
+    raise deep inside its set-up, after the model is loaded)."""
+    from transformers.integrations import get_available_reporting_integrations
 
+    installed = get_available_reporting_integrations()
+    missing = [name for name in report_to if name not in ("none", "all") and name not in installed]
+    if missing:
+        raise ValueError(f"training.report_to: {', '.join(missing)} is not installed (pip install {missing[0]}); "
+                         f"installed: {', '.join(installed) or 'none'}")
+
+
+def training_arguments(recipe: Recipe, run_dir: Path, main_metric: str) -> dict[str, Any]:
+    """The ``TrainingArguments`` keywords for ``recipe`` (``training.trainer_args`` last, so they win)."""
     t = recipe.training
     # checkpoints (for resume) follow the evaluation cadence, or come every epoch when there is none
     save = "no" if not t.save_checkpoints else (t.eval_strategy if t.eval_strategy != "no" else "epoch")
-    args = TrainingArguments(
+    kwargs = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -191,18 +194,51 @@ def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> Traini
         seed=t.seed,
         bf16=t.bf16,
         torch_compile=t.torch_compile,
-        use_cpu=not torch.cuda.is_available(),
-        report_to="none",
+        use_cpu=only_cpu(),
+        report_to=t.report_to,
         # Off: each rank divides by its own item count (no extra all-reduce per step); DDP averages the ranks.
         average_tokens_across_devices=False,
         **recipe.regularization.trainer_kwargs(),
     )
+    if t.early_stopping_patience is not None or t.trainer_args.get("load_best_model_at_end"):
+        kwargs["metric_for_best_model"] = main_metric  # "best" is the task's main metric, not the loss
+    kwargs.update(t.trainer_args)
+    return kwargs
+
+
+def build_trainer(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> TrainingRun:
+    """Data, tokenizer, model, TrainingArguments and Trainer for ``recipe`` (nothing trained yet)."""
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+
+    from .data import load_task
+    from .loading import load_tokenizer, resolve_model_path
+    from .metrics import make_compute_metrics
+
+    model_path = resolve_model_path(recipe.model.name)  # first: a model that cannot be had fails in a second
+    check_report_to(recipe.training.report_to)
+    set_seed(recipe.training.seed)
+    run_dir = recipe.output_dir
+    d = recipe.data
+    task, splits = load_task(d.task, data_dir=d.data_dir, text_columns=d.text_columns, label_column=d.label_column,
+                             max_train=d.max_train, max_eval=d.max_eval, seed=recipe.training.seed)
+    if task.is_regression and recipe.regularization.label_smoothing > 0:
+        raise ValueError(f"regularization.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
+    tokenizer = load_tokenizer(model_path)
+    tokenized = tokenize_task(splits, tokenizer, task.text_columns, recipe.data.max_length)
+    model = _build_model(recipe, task, model_path)
+
+    args = TrainingArguments(**training_arguments(recipe, run_dir, task.main_metric))
     step_log = StepLogCallback(run_dir / "steps.jsonl")
-    callbacks: list[Any] = [PerRankDropoutSeed()]
+    callbacks: list[Any] = [PerRankDropoutSeed(), NoEmptyCheckpoints()]
     schedule = recipe.dropout.parsed_schedule()
     if schedule is not None:
         callbacks.append(DropoutScheduleCallback(schedule))  # before the step log, which reads its rates
     callbacks += [step_log, *extra_callbacks]
+    if recipe.training.early_stopping_patience is not None:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(recipe.training.early_stopping_patience,
+                                               recipe.training.early_stopping_threshold))
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -305,30 +341,48 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m dropout_tune.train RECIPE.yaml [key=value ...]`` (what ``accelerate launch -m`` runs)."""
+TRAIN_DESCRIPTION = """dropout-tune train RECIPE [key=value ...]: fine-tune in one process. RECIPE is a YAML file or the
+name of a shipped recipe (dropout-tune recipes list); a file that exists wins over a name. For several processes use
+accelerate launch -m dropout_tune.train (the same arguments)."""
+
+
+def train_parser(subparsers=None):
+    """The arguments of ``dropout-tune train`` (``subparsers``: the command line's) and of ``python -m
+    dropout_tune.train`` (none): one parser for both entry points, as accelerate's commands do."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="dropout_tune.train", description=__doc__.splitlines()[0])
+    if subparsers is None:
+        parser = argparse.ArgumentParser(prog="python -m dropout_tune.train", description=TRAIN_DESCRIPTION)
+    else:
+        parser = subparsers.add_parser("train", help="fine-tune from a recipe", description=TRAIN_DESCRIPTION)
     parser.add_argument("recipe", help="recipe YAML file, or a shipped recipe's name (e.g. rotten_tomatoes)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. training.epochs=2 data.max_train=500")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run already in the output directory (same as training.overwrite=true)")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m dropout_tune.train RECIPE.yaml [key=value ...]`` (what ``accelerate launch -m`` runs)."""
+    args = train_parser().parse_intermixed_args(argv)
     return run_cli(args.recipe, args.overrides, overwrite=args.overwrite)
 
 
 def run_cli(recipe_path: str, overrides: list[str], overwrite: bool = False) -> int:
-    """Train from a recipe file (or a shipped recipe's name) and print the summary; bad input is one line on stderr and exit code 2."""
+    """Train from a recipe file (or a shipped recipe's name) and print the summary; bad input (:data:`BAD_INPUT`,
+    as for every command) is one line on stderr and exit code 2."""
+    from .distributed import end_process_group
+    from .errors import BAD_INPUT, report
     from .recipe_catalog import resolve_recipe
     from .runtime import is_main_process
 
     try:
         recipe = Recipe.from_yaml(resolve_recipe(recipe_path), [*overrides, *(["training.overwrite=true"] if overwrite else [])])
         metrics = train(recipe)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"dropout-tune train: error: {err}", file=sys.stderr)
-        return 2
+    except (*BAD_INPUT, KeyboardInterrupt) as err:
+        end_process_group(wait=False)  # a group alive at exit can abort the process (see dropout_tune.distributed)
+        return report("train", err)
+    end_process_group()
     if is_main_process():
         print(summary_table(metrics))
         print(f"run directory: {recipe.output_dir}")

@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 import dropout_tune.files as files
 import dropout_tune.rundir as rundir
 import dropout_tune.train as train_module
+from dropout_tune.distributed import end_process_group
 from dropout_tune.patching import current_rates
 from dropout_tune.recipe import Recipe
 
@@ -71,6 +72,7 @@ def main() -> None:
     run.trainer.train()
     result["doubled_first_loss"] = next(h["loss"] for h in run.trainer.state.log_history if "loss" in h)
     (out_dir / f"rank{rank}.json").write_text(json.dumps(result, default=str))
+    end_process_group()  # a gloo group alive at exit can abort the process (see dropout_tune.distributed)
 
 
 if __name__ == "__main__":  # run by accelerate launch; never on import (pytest imports modules for doctests)

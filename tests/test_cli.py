@@ -48,6 +48,12 @@ def test_inspect_json_before_after(capsys):
 # ---- help text, command discovery -------------------------------------------------------------------------------------
 
 
+def test_inspect_warns_about_a_role_the_model_lacks(capsys):
+    assert main(["inspect", "minilm", "--dropout", "lora=0.1"]) == 0
+    out, err = capsys.readouterr()
+    assert "minilm has no lora dropout" in err and "lora ignored" in err and "dropout sites" in out
+
+
 def _all_parsers(parser, path=("dropout-tune",)):
     """(command path, parser) for the top-level parser and every sub-command, nested ones included."""
     import argparse

@@ -557,3 +557,30 @@ def test_prepare_into_an_unusable_cache_dir_is_one_line_exit_2(tmp_path, capsys,
     assert main(["data", "prepare", "rotten_tomatoes", "--cache-dir", str(cache_dir)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(err) == 1 and re.search(rf"^dropout-tune data: error: cache directory {cache_dir}: ({needle})", err[0])
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("empty.csv", "", "empty.csv: empty file"),
+    ("header.csv", "text,label\n", "header.csv: no rows (columns: ['text', 'label'])"),
+    ("lists.jsonl", '{"text": "a", "label": [1]}\n{"text": "b", "label": [0]}\n',
+     "lists.jsonl, column 'label': a label is one class name or number, got [1] (row 0)"),
+])
+def test_empty_or_odd_local_files_are_one_line_naming_the_file(tmp_path, capsys, name, content, needle):
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["data", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+
+
+def test_a_split_file_without_rows_is_named(tmp_path):
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [0, 1, 0, 1]}).to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "test.csv").write_text("text,label\n")
+    with pytest.raises(ValueError, match=r"test.csv: no rows"):
+        load_task(tmp_path)
+
+
+def test_label_encoding_of_no_labels_says_so():
+    with pytest.raises(ValueError, match="x.csv: classification needs at least 2 classes, but there are no labels"):
+        label_encoding(pd.Series([], dtype=object), None, "x.csv")

@@ -521,18 +521,21 @@ DIST_SCRIPT = textwrap.dedent("""
     warnings.simplefilter("ignore")
     import datasets, torch
     torch.set_num_threads(1)
-    from accelerate import Accelerator
+    from dropout_tune.distributed import accelerator_session
     from dropout_tune.mc import mc_predict
     from dropout_tune.testing import tiny_model
-    accelerator = Accelerator(cpu=True)
-    model = tiny_model("bert")
-    g = torch.Generator().manual_seed(0)
-    rows = [{"input_ids": torch.randint(3, 99, (8,), generator=g).tolist(), "label": i} for i in range(11)]
-    pred = mc_predict(model, datasets.Dataset.from_list(rows), samples=3, batch_size=2, accelerator=accelerator,
-                      seed=0)
+    # the session ends the gloo group before exit: one alive at exit aborted a rank now and then (SIGABRT,
+    # "terminate called without an active exception")
+    with accelerator_session(cpu=True) as accelerator:
+        model = tiny_model("bert")
+        g = torch.Generator().manual_seed(0)
+        rows = [{"input_ids": torch.randint(3, 99, (8,), generator=g).tolist(), "label": i} for i in range(11)]
+        pred = mc_predict(model, datasets.Dataset.from_list(rows), samples=3, batch_size=2, accelerator=accelerator,
+                          seed=0)
     if accelerator.is_main_process:
         json.dump({"processes": accelerator.num_processes, "labels": pred.labels.tolist(),
-                   "det": pred.deterministic_probs.tolist()}, open(sys.argv[1], "w"))
+                   "det": pred.deterministic_probs.tolist(), "group_alive": torch.distributed.is_initialized()},
+                  open(sys.argv[1], "w"))
 """)
 
 
@@ -547,7 +550,7 @@ def test_two_processes_count_every_example_once(tmp_path, free_port, run_process
     import json
 
     result = json.loads(out.read_text())
-    assert result["processes"] == 2
+    assert result["processes"] == 2 and result["group_alive"] is False  # ended before exit
     assert result["labels"] == list(range(11))  # 11 examples over 2 processes x batch 2: padding dropped
     model = build("bert").eval()
     g = torch.Generator().manual_seed(0)
@@ -555,6 +558,25 @@ def test_two_processes_count_every_example_once(tmp_path, free_port, run_process
     with torch.no_grad():
         det = model(input_ids=ids).logits.double().softmax(-1).numpy()
     np.testing.assert_allclose(result["det"], det, atol=1e-6)
+
+
+def _one_rank_group(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    return dist
+
+
+def test_ending_the_process_group_leaves_no_gloo_threads_for_exit(tmp_path, monkeypatch):
+    from dropout_tune.distributed import accelerator_session, end_process_group
+
+    dist = _one_rank_group(tmp_path)
+    end_process_group()
+    assert not dist.is_initialized()
+    end_process_group()  # nothing left to end: no error
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with accelerator_session() as accelerator:
+        assert accelerator is None
 
 
 # --- the mc-eval command ----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def wheel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "dropout_tune", source / "dropout_tune", ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -34,6 +34,7 @@ def test_the_wheel_holds_every_recipe_and_the_command(wheel):
     assert len(shipped) >= 13 and shipped <= names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "dropout-tune = dropout_tune.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert any(n.endswith("LICENSE") and ".dist-info/" in n for n in names)  # the licence travels with the wheel
 
 
 def test_the_installed_wheel_lists_and_copies_recipes_outside_the_checkout(wheel, tmp_path):
@@ -63,3 +64,20 @@ def test_the_top_level_recipes_folder_is_the_shipped_one():
 
     assert (ROOT / "recipes").resolve() == RECIPES_DIR
     assert (ROOT / "recipes" / "rotten_tomatoes.yaml").is_file()
+
+
+def test_the_licence_extras_and_python_floor_are_what_the_readme_says():
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    readme = (ROOT / "README.md").read_text()
+    install = readme[readme.index("## Install"):readme.index("## Quick start")]
+    assert project["requires-python"] == ">=3.10" and "Python 3.10 or newer" in install
+    assert {"ray", "llm", "dev"} <= set(project["optional-dependencies"])
+    for extra in project["optional-dependencies"]:
+        assert f"| `{extra}` |" in install, extra  # each extra is listed in the install section
+    assert re.search(r"pip install \.", install) and "download.pytorch.org/whl/cu" in install

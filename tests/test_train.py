@@ -55,6 +55,7 @@ def test_run_directory_and_per_step_rates(toy, tmp_path):
         assert s["dropout/attention"] == pytest.approx(rates["attention"])
         assert "learning_rate" in s
     assert "loss" in steps[0]
+    assert not (run / "checkpoints").exists()  # nothing was saved: no empty folder
     # the saved model keeps the rates it was built with: a schedule is training-time behaviour
     saved = json.loads((run / "model/config.json").read_text())
     assert saved["hidden_dropout_prob"] == 0.1
@@ -247,6 +248,19 @@ def test_train_into_a_path_that_is_not_a_directory_fails_before_loading(toy, tmp
     assert len(lines) == 1 and "not a directory" in lines[0] and str(tmp_path / "file") in lines[0], lines
 
 
+def test_train_with_bad_data_is_one_line_and_creates_no_run_directory(toy, tmp_path, capsys):
+    from dropout_tune.cli import main
+
+    (tmp_path / "header.csv").write_text("text,label\n")
+    recipe_path = tmp_path / "toy.yaml"
+    recipe_path.write_text(_recipe(toy, tmp_path, data={"task": str(tmp_path / "header.csv")}).to_yaml())
+    capsys.readouterr()
+    assert main(["train", str(recipe_path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "header.csv: no rows" in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_with_an_uncached_hub_id_offline_fails_in_one_line(toy, tmp_path, capsys, monkeypatch):
     from dropout_tune.cli import main
 
@@ -295,3 +309,124 @@ def test_evaluating_during_training_does_not_change_the_training(toy, tmp_path):
         assert set(other[0]) == set(never[0])
         assert all(torch.equal(other[0][k], never[0][k]) for k in never[0])  # bit-identical weights
         assert other[1]["validation"]["accuracy"] == never[1]["validation"]["accuracy"]
+
+
+# ---- TrainingArguments from the recipe ---------------------------------------------------------------------------
+
+
+def test_trainingarguments_fields_report_to_and_early_stopping_reach_the_trainer(toy, tmp_path):
+    from transformers import EarlyStoppingCallback
+
+    recipe = _recipe(toy, tmp_path, training={"max_steps": 6, "eval_strategy": "steps", "eval_steps": 1,
+                                              "report_to": "tensorboard", "save_total_limit": 1,
+                                              "early_stopping_patience": 1, "early_stopping_threshold": 1.0,
+                                              "per_device_eval_batch_size": 4})
+    run = build_trainer(recipe)
+    args = run.trainer.args
+    assert args.report_to == ["tensorboard"] and args.save_total_limit == 1 and args.per_device_eval_batch_size == 4
+    assert args.metric_for_best_model == "accuracy" and args.greater_is_better
+    assert any(isinstance(c, EarlyStoppingCallback) for c in run.trainer.callback_handler.callbacks)
+    # no evaluation can improve accuracy by more than 1.0: the run stops after the patience of one evaluation
+    metrics = train(_recipe(toy, tmp_path, training={"max_steps": 6, "eval_strategy": "steps", "eval_steps": 1,
+                                                     "early_stopping_patience": 1, "early_stopping_threshold": 1.0}))
+    assert metrics["train"]["steps"] < 6
+
+
+def test_a_report_to_integration_that_is_not_installed_is_named(toy, tmp_path, monkeypatch):
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(ValueError, match=r"training.report_to: wandb is not installed \(pip install wandb\)"):
+        build_trainer(_recipe(toy, tmp_path, training={"report_to": ["wandb"]}))
+
+
+def test_cpu_is_forced_only_without_any_accelerator(toy, tmp_path, monkeypatch):
+    import torch
+
+    from dropout_tune.train import training_arguments
+
+    recipe = _recipe(toy, tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    assert training_arguments(recipe, tmp_path, "accuracy")["use_cpu"] is True
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # an Apple GPU: the Trainer picks it
+    assert training_arguments(recipe, tmp_path, "accuracy")["use_cpu"] is False
+    forced = _recipe(toy, tmp_path, training={"use_cpu": True})  # unless the recipe asks for the CPU
+    assert training_arguments(forced, tmp_path, "accuracy")["use_cpu"] is True
+
+
+# ---- the two entry points ------------------------------------------------------------------------------------------
+
+
+def _actions(parser):
+    return [(a.dest, tuple(a.option_strings), a.nargs, a.help) for a in parser._actions if a.dest != "help"]
+
+
+@pytest.mark.parametrize("error, line", [
+    (PermissionError(13, "Permission denied", "runs/x"), "dropout-tune train: error: runs/x: Permission denied"),
+    (KeyError("no such column 'y'"), "dropout-tune train: error: no such column 'y'"),
+    (ValueError("data.task: bad\nsecond line"), "dropout-tune train: error: data.task: bad"),
+])
+def test_both_train_entry_points_share_one_parser_and_catch_the_same_errors(monkeypatch, capsys, error, line):
+    import dropout_tune.train as train_module
+    from dropout_tune import cli
+
+    subparsers = cli.build_parser()._subparsers._group_actions[0]
+    assert _actions(subparsers.choices["train"]) == _actions(train_module.train_parser())
+
+    def failing(recipe):
+        raise error
+
+    monkeypatch.setattr(train_module, "train", failing)
+    for entry_point in (lambda: train_module.main(["rotten_tomatoes"]), lambda: cli.main(["train", "rotten_tomatoes"])):
+        assert entry_point() == 2
+        err = capsys.readouterr().err
+        assert [x for x in err.splitlines() if x.strip()] == [line], err
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_train_entry_point_ends_the_process_group_before_exit(tmp_path, monkeypatch, capsys, fails):
+    import torch.distributed as dist
+
+    import dropout_tune.train as train_module
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+    def stub(recipe):
+        if fails:
+            raise ValueError("data.task: bad")
+        return {}
+
+    monkeypatch.setattr(train_module, "train", stub)
+    monkeypatch.setattr(train_module, "summary_table", lambda metrics: "")
+    try:
+        assert train_module.main(["rotten_tomatoes"]) == (2 if fails else 0)
+        assert not dist.is_initialized()  # a gloo group alive at exit can abort the process
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_both_train_entry_points_read_options_between_overrides(monkeypatch):
+    import dropout_tune.train as train_module
+    from dropout_tune import cli
+
+    calls = []
+    monkeypatch.setattr(train_module, "run_cli", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)
+    argv = ["r.yaml", "a=1", "--overwrite", "b=2"]
+    assert train_module.main(argv) == 0 and cli.main(["train", *argv]) == 0
+    assert calls[0] == calls[1] == ((("r.yaml", ["a=1", "b=2"]), {"overwrite": True}))
+    with pytest.raises(SystemExit):
+        cli.main(["data", "list", "--nope", "x"])  # still refused where a command cannot read them
+
+
+def test_accelerate_launch_quiet_ends_with_the_childs_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1",
+                             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+                             "-m", "dropout_tune.train", "rotten_tomatoes", "training.epochs=zero"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "dropout-tune train: error: training.epochs: expected a number, got 'zero'", result.stderr
+    assert "Traceback" not in result.stderr

@@ -122,6 +122,27 @@ def test_bad_input_is_one_line_and_exit_2_before_training(toy, tmp_path, capsys,
     assert not (tmp_path / "out" / "trials").exists()
 
 
+@pytest.mark.parametrize("extra,space,needle", [
+    (["--seed", "-1"], None, "--seed: -1 must be >= 0"),
+    ([], "search:\n  rate: [0, 0.2\n", "--space "),  # a YAML syntax error
+    ([], "search:\n  weight_decay: [0, .inf]\n", "search.weight_decay: inf is not a finite number"),
+    ([], "search:\n  learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true, step: 1.0e-5}\n",
+     "search.learning_rate: log and step do not go together"),
+])
+def test_bad_space_or_seed_is_one_line_and_creates_nothing(toy, tmp_path, capsys, extra, space, needle):
+    args = ["tune", str(toy / "toy.yaml"), "-o", str(tmp_path / "out"), "--trials", "2", *extra]
+    if space is not None:
+        (tmp_path / "space.yaml").write_text(space)
+        args += ["--space", str(tmp_path / "space.yaml")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, lines
+    if space is not None and "[0, 0.2" in space:
+        assert "space.yaml: not valid YAML" in lines[0] and "line 3" in lines[0], lines
+    assert not (tmp_path / "out").exists()  # no study.db, no empty folder
+
+
 # --- a tiny search --------------------------------------------------------------------------------------------------
 
 def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import OrderedDict
 
 from ..injection import line_up
@@ -54,7 +55,11 @@ def run(args) -> int:
     before = inspect_dropout(model)
     after = None
     if spec is not None:
-        apply_dropout(model, spec, warn_missing=False)
+        report = apply_dropout(model, spec, warn_missing=False)
+        if report.missing_roles:  # said here, in the command's words, rather than as a Python warning
+            print(f"dropout-tune inspect: warning: {args.model} has no {' or '.join(report.missing_roles)} dropout "
+                  f"(roles it has: {', '.join(sorted({s.role for s in before if s.role})) or 'none'}); "
+                  f"{', '.join(report.missing_roles)} ignored", file=sys.stderr)
         after = inspect_dropout(model)
         before = line_up(before, after)  # sites the patch added (injected) get a row, so before and after line up
     depth = inspect_stochastic_depth(model)

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..mc import MODES
@@ -81,6 +80,7 @@ def _options(args, recipe) -> dict:
 
 def run(args) -> int:
     from ..data import get_task
+    from ..distributed import accelerator_session
     from ..evaluation import (RESULT_FILE, DIAGRAM_FILE, evaluate, format_table, pick_device, read_run_recipe,
                               resolve_model_source)
     from ..files import check_writable_dir
@@ -106,12 +106,7 @@ def run(args) -> int:
             raise ValueError(f"--spec: {err}") from None
     validate_options(options.setdefault("samples", 20), options.setdefault("mode", "loop"),
                      options.get("stochastic_layers"), args.max_batch)
-    accelerator = None
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched with several processes
-        from accelerate import Accelerator
-
-        accelerator = Accelerator()
-    device = accelerator.device if accelerator is not None else pick_device(args.device)
+    device = pick_device(args.device)  # checked before the output folder is made
     output = Path(args.output) if args.output else (run_dir if run_dir is not None else Path("mc_eval"))
     check_writable_dir(output, what="--output")
 
@@ -125,9 +120,11 @@ def run(args) -> int:
             kwargs["num_labels"] = get_task(options["task"]).num_labels
         except ValueError:
             pass
-    model = load_model(model_path, **kwargs).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    result = evaluate(model, tokenizer, output_dir=output, accelerator=accelerator, progress=True, **options)
+    with accelerator_session() as accelerator:  # several processes: the group ends before exit
+        device = accelerator.device if accelerator is not None else device
+        model = load_model(model_path, **kwargs).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        result = evaluate(model, tokenizer, output_dir=output, accelerator=accelerator, progress=True, **options)
     if is_main_process():
         print(format_table(result))
         written = [RESULT_FILE] + ([DIAGRAM_FILE] if "reliability" in result else [])

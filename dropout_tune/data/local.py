@@ -57,7 +57,20 @@ def table_format(path: PathLike) -> Optional[str]:
 
 
 def read_table(path: PathLike) -> "pd.DataFrame":
-    """A CSV / TSV / JSON (records or lines) / JSONL / parquet file as a pandas frame."""
+    """A CSV / TSV / JSON (records or lines) / JSONL / parquet file as a pandas frame; an empty file, or one with
+    a header and no rows, is a ``ValueError`` naming the file."""
+    import pandas as pd
+
+    try:
+        frame = _read_table(path)
+    except pd.errors.EmptyDataError:  # pandas' message names no file
+        raise ValueError(f"{path}: empty file (no header, no rows)") from None
+    if frame.empty:
+        raise ValueError(f"{path}: no rows (columns: {[str(c) for c in frame.columns]})")
+    return frame
+
+
+def _read_table(path: PathLike) -> "pd.DataFrame":
     import pandas as pd
 
     kind = table_format(path)
@@ -171,6 +184,10 @@ def label_encoding(labels: "pd.Series", problem_type: Optional[str], where: str
             raise ValueError(f"{where}: regression needs numeric labels, got {labels.dtype} values like "
                              f"{labels.iloc[0]!r}")
         return problem_type, (), {}
+    nested = labels.map(lambda value: isinstance(value, (list, dict, set, tuple))).to_numpy().nonzero()[0]
+    if len(nested):  # JSON lists / objects: unhashable, and not one class
+        raise ValueError(f"{where}: a label is one class name or number, got {labels.iloc[nested[0]]!r} "
+                         f"(row {nested[0]}); {len(nested)} row(s) hold lists or mappings")
     values = labels.unique().tolist()
     numbers = {value: _as_number(value) for value in values}
     found = sorted({str(v) for v in values}, key=_numbers_first)
@@ -187,7 +204,8 @@ def label_encoding(labels: "pd.Series", problem_type: Optional[str], where: str
                          "for scores pass problem_type='regression' (CLI: --problem-type regression)")
     classes = sorted(set(class_of.values()))
     if len(classes) < 2:
-        raise ValueError(f"{where}: classification needs at least 2 classes, but every label is {classes[0]}")
+        found_text = f"every label is {classes[0]}" if classes else "there are no labels"
+        raise ValueError(f"{where}: classification needs at least 2 classes, but {found_text}")
     class_id = {cls: index for index, cls in enumerate(classes)}
     numbering = _listing([f"{cls} -> {index}" for cls, index in class_id.items()])
     if words:

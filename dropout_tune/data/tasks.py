@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Union
 
+from ..files import looks_like_path
 from . import embedded, glue, local
 from .catalog import DEFAULT_TASK, TASKS, get_task, task_text_fields
 from .splits import MAX_CARVED_VALIDATION, SPLIT_SEED, VALIDATION_FRACTION, assign_splits, carve_validation, subsample
@@ -143,6 +144,9 @@ def load_task(
         source, shown = target.source, target.name
     elif _is_local_path(name_or_path):
         target, source, shown = Path(name_or_path), "local", str(name_or_path)
+    elif looks_like_path(str(name_or_path)):
+        raise FileNotFoundError(f"no such file or directory: {name_or_path} (relative to the working directory "
+                                f"{Path.cwd()})")
     else:
         get_task(str(name_or_path))  # raises the "unknown task" error
         raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..recipe import Recipe, apply_overrides, load_yaml
+from ..recipe import Recipe, apply_overrides, load_yaml, read_yaml_file
 from ..run_identity import identity
 from . import storage as storage_mod
 from .plan import Plan
@@ -50,9 +50,11 @@ class TuneSettings:
 
     def check(self) -> None:
         for name, value, low in (("--trials", self.trials, 1), ("--workers", self.workers, 1),
-                                 ("--confirm-seeds", self.confirm_seeds, 0)):
+                                 ("--confirm-seeds", self.confirm_seeds, 0), ("--seed", self.seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: {value!r} must be >= {low}")
+        if self.seed >= 2**32:  # NumPy's limit, which Optuna's samplers use
+            raise ValueError(f"--seed: {self.seed} must be < 2**32")
         if self.backend not in BACKENDS:
             raise ValueError(f"--backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.pruner not in PRUNERS:
@@ -76,14 +78,14 @@ def load_recipe_and_space(path: str, overrides: tuple[str, ...] = ()) -> tuple[R
     data.setdefault("name", file.stem)
     data = apply_overrides(data, list(overrides))
     search = data.pop("search", None)
-    return Recipe.from_dict(data), search
+    return Recipe.from_dict(data, folder=file.parent), search
 
 
 def _read_space_file(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"--space {str(file)!r} does not exist")
-    data = load_yaml(file.read_text(encoding="utf-8"))
+    data = read_yaml_file(file, "--space")
     if isinstance(data, dict) and set(data) == {"search"}:
         data = data["search"]
     return data

@@ -107,6 +107,8 @@ def _check_value(name: str, value: Any) -> Any:
         raise ValueError(f"search.{name}: {value!r} is not a number")
     low, high, open_high = _BOUNDS[_kind(name)]
     value = float(value)
+    if not math.isfinite(value):  # .inf is YAML for infinity; no sampler draws from an unbounded range
+        raise ValueError(f"search.{name}: {value!r} is not a finite number")
     if not (low <= value and (value < high if open_high else value <= high)) or math.isnan(value):
         upper = f"{high})" if open_high else f"{high}]"
         raise ValueError(f"search.{name}: {value!r} is outside [{low}, {upper}")
@@ -164,6 +166,8 @@ def _range(name: str, low: Any, high: Any, log: bool, step: Any) -> Param:
         raise ValueError(f"search.{name}: empty range [{low}, {high}]; expected low < high")
     if log and low <= 0:
         raise ValueError(f"search.{name}: a log range needs low > 0, got {low}")
+    if log and step is not None:
+        raise ValueError(f"search.{name}: log and step do not go together (a log range has no grid); drop one")
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
         raise ValueError(f"search.{name}: step {step!r} must be a positive number")
     return Param(name, low=low, high=high, log=log, step=None if step is None else float(step))
