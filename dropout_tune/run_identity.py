@@ -2,7 +2,8 @@
 
 A run's identity is its resolved recipe (schedule and spec in canonical form, so two spellings of one schedule are
 equal) without the settings that cannot change what is trained: :data:`RESULT_NEUTRAL_KEYS` (the run's name, where
-it is written, whether an old run there may be replaced, and the checkpoint it resumes from: resuming is exact).
+it is written, whether an old run there may be replaced, the checkpoint it resumes from: resuming is exact, and
+where training logs are reported).
 
 Before a run trains into a folder, :func:`run_dir_state` says what the folder holds, and :func:`plan_run_dir`
 decides, before anything trains, whether that run is reused, trained, or refused: a folder holding a run made with
@@ -28,7 +29,8 @@ from .files import read_json
 from .recipe import Recipe
 
 #: Resolved keys that do not change what a run trains or measures.
-RESULT_NEUTRAL_KEYS = ("name", "training.output_dir", "training.overwrite", "training.resume_from_checkpoint")
+RESULT_NEUTRAL_KEYS = ("name", "training.output_dir", "training.overwrite", "training.resume_from_checkpoint",
+                       "training.report_to")
 
 
 def resolved(recipe: Recipe) -> dict[str, Any]:

@@ -6,8 +6,9 @@ Run: python scripts/roles_table.py
 from dropout_tune.registry import FAMILY_DROPOUT
 from dropout_tune.roles import ROLES, Role
 
-# lora is PEFT's (peft_config.lora_dropout), the same for every family
-TABLE_ROLES = [role for role in ROLES if role != Role.LORA.value]
+# lora is PEFT's (peft_config.lora_dropout), the same for every family; head (DropHead) has no config key: its
+# sites are injected at each family's attention output projection (the registry's head_projection)
+TABLE_ROLES = [role for role in ROLES if role not in (Role.LORA.value, Role.HEAD.value)]
 
 
 def main() -> None:

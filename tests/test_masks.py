@@ -315,3 +315,23 @@ def test_head_rate_is_not_in_all_and_takes_no_mask_and_persists(tmp_path):
     model.save_pretrained(tmp_path)
     again = load_model(str(tmp_path), num_labels=model.config.num_labels)
     assert {(s.role, s.p) for s in inspect_dropout(again) if s.role == "head"} == {("head", 0.15)}
+
+
+def test_tune_searches_a_roles_mask_and_the_head_rate():
+    from dropout_tune.recipe import Recipe
+    from dropout_tune.tune.space import SearchSpace, apply_params
+
+    roles = ("embedding", "attention", "hidden", "classifier", "head")
+    space = SearchSpace.from_dict({"mask.hidden": ["element", "variational", "example"], "rate.head": [0.0, 0.2]},
+                                  roles)
+    assert space.params["mask.hidden"].choices == ("element", "per_sequence", "example")
+    assert "rate.head" not in SearchSpace.from_dict({"rate": [0.0, 0.3]}, roles).params  # `rate` is not DropHead
+    recipe = Recipe.from_dict({"dropout": {"schedule": "hidden=early:0.1:until=0.3:depth=linear"}})
+    trial = apply_params(recipe, {"mask.hidden": "per_sequence", "rate.head": 0.1}, roles)
+    schedule = trial.dropout.parsed_schedule()
+    assert schedule.options("hidden") == {"mask": "per_sequence", "depth": "linear"}
+    assert schedule["hidden"].max_rate == 0.1 and schedule["head"].max_rate == 0.1
+    with pytest.raises(ValueError, match="search.mask.hidden: unknown mask 'tokn'"):
+        SearchSpace.from_dict({"mask.hidden": ["tokn"]}, roles)
+    with pytest.raises(ValueError, match="search.mask.classifier: the recipe sets no classifier rate"):
+        apply_params(recipe, {"mask.classifier": "token"}, roles)

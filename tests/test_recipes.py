@@ -16,7 +16,8 @@ LAUNCH = sorted((RECIPES_DIR / "accelerate").glob("*.yaml"))
 def test_the_required_recipes_exist():
     names = {p.stem for p in RECIPES}
     assert {"rotten_tomatoes", "rotten_tomatoes_off_after", "rotten_tomatoes_early", "rotten_tomatoes_late", "snli",
-            "vader_movies", "glue_sst2", "glue_mrpc", "rotten_tomatoes_lora"} <= names
+            "vader_movies", "glue_sst2", "glue_mrpc", "rotten_tomatoes_lora", "rotten_tomatoes_variational",
+            "rotten_tomatoes_drophead"} <= names
     assert {"cpu_1proc", "cpu_2proc", "multi_gpu_ddp", "fsdp"} <= {p.stem for p in LAUNCH}
 
 

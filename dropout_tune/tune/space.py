@@ -9,7 +9,8 @@ A space maps parameter names to what is searched (YAML: a recipe's ``search:`` s
 Parameters: ``rate`` (every dropout role the model has) or ``rate.<role>``; ``shape`` (one schedule shape for all
 searched roles: constant, off_after, early, late, linear) with the shape's own parameter ``off_after.at``,
 ``early.until``, ``late.start`` or ``linear.end`` (the end rate as a fraction of the start rate), each searched only
-in trials that pick its shape; ``label_smoothing``; ``weight_decay``; ``learning_rate``. Knobs the space leaves out
+in trials that pick its shape; ``mask.<role>`` (the role's mask kind: ``[element, per_sequence, example]``, see
+``dropout_tune.masks``); ``label_smoothing``; ``weight_decay``; ``learning_rate``. Knobs the space leaves out
 stay as the recipe sets them; a space that searches rates but names no ``shape`` searches constant rates.
 
 Example:
@@ -31,8 +32,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from ..masks import mask_kind
 from ..recipe import Recipe
 from ..roles import ALL_ROLES, ROLES
+from ..schedules.sets import SITE_OPTIONS
 
 SHAPES = ("constant", "off_after", "early", "late", "linear")
 #: the parameter each shape adds, and its value when the space does not search it
@@ -49,6 +52,8 @@ DEFAULT_SHAPE_RANGES = {"off_after.at": (0.3, 0.9), "early.until": (0.1, 0.5), "
 def _kind(name: str) -> str:
     if name == "rate" or name.startswith("rate."):
         return "rate"
+    if name.startswith("mask."):
+        return "mask"
     if name in DEFAULT_SHAPE_RANGES:
         return "fraction"
     return name
@@ -99,6 +104,11 @@ class Param:
 
 
 def _check_value(name: str, value: Any) -> Any:
+    if _kind(name) == "mask":
+        try:
+            return mask_kind(value)
+        except ValueError as err:
+            raise ValueError(f"search.{name}: {err}") from None
     if name == "shape":
         if value not in SHAPES:
             raise ValueError(f"search.shape: {value!r} is not one of {', '.join(SHAPES)}")
@@ -159,8 +169,9 @@ def _choices(name: str, values: Any) -> Param:
 
 
 def _range(name: str, low: Any, high: Any, log: bool, step: Any) -> Param:
-    if name == "shape":
-        raise ValueError("search.shape: a shape is chosen from names, e.g. [constant, early], not a range")
+    if name == "shape" or _kind(name) == "mask":
+        raise ValueError(f"search.{name}: chosen from names, e.g. "
+                         f"{'[constant, early]' if name == 'shape' else '[element, per_sequence]'}, not a range")
     low, high = _check_value(name, low), _check_value(name, high)
     if not low < high:
         raise ValueError(f"search.{name}: empty range [{low}, {high}]; expected low < high")
@@ -182,8 +193,8 @@ class SearchSpace:
 
     @staticmethod
     def valid_names(roles: Sequence[str]) -> list[str]:
-        return (["rate", *(f"rate.{r}" for r in roles), "shape", *DEFAULT_SHAPE_RANGES, "label_smoothing",
-                 "weight_decay", "learning_rate"])
+        return (["rate", *(f"rate.{r}" for r in roles), "shape", *DEFAULT_SHAPE_RANGES,
+                 *(f"mask.{r}" for r in roles if r in ALL_ROLES), "label_smoothing", "weight_decay", "learning_rate"])
 
     @classmethod
     def from_dict(cls, data: Any, roles: Sequence[str]) -> "SearchSpace":
@@ -285,20 +296,30 @@ def apply_params(recipe: Recipe, values: Mapping[str, Any], roles: Optional[Sequ
     """
     data = recipe.to_dict()
     rates = {name[5:]: float(v) for name, v in values.items() if name.startswith("rate.")}
+    masks = {name[5:]: str(v) for name, v in values.items() if name.startswith("mask.")}
     shape = values.get("shape")
-    if rates or shape:
+    if rates or shape or masks:
         existing = recipe.dropout.parsed_schedule()
         schedule: dict[str, Any] = existing.to_dict() if existing is not None else {}
         if roles is not None:
             schedule = {role: s for role, s in schedule.items() if role in roles}
-        if not rates:  # a shape searched alone reshapes the recipe's own rates
+        if not rates and shape:  # a shape searched alone reshapes the recipe's own rates
             rates = ({role: existing[role].max_rate for role in schedule} if existing is not None
                      else dict(recipe.dropout.parsed_spec().items()))
             if not rates:
                 raise ValueError("search.shape: searched without rates, and the recipe sets no dropout rate to "
                                  "reshape; add e.g. rate: [0.0, 0.3]")
-        for role, p in rates.items():
-            schedule[role] = schedule_for(shape or "constant", p, values)
+        for role, p in rates.items():  # a role's mask and depth stay as the recipe sets them
+            kept = {k: v for k, v in schedule.get(role, {}).items() if k in SITE_OPTIONS}
+            schedule[role] = {**schedule_for(shape or "constant", p, values), **kept}
+        spec = recipe.dropout.parsed_spec()
+        for role, mask in masks.items():
+            if role not in schedule:  # the recipe's spec rate, kept constant, now with the searched mask
+                if spec[role] is None:
+                    raise ValueError(f"search.mask.{role}: the recipe sets no {role} rate for the mask to apply to; "
+                                     f"search rate.{role} too, or set it in dropout.spec")
+                schedule[role] = {"shape": "constant", "p": spec[role]}
+            schedule[role] = {**schedule[role], "mask": mask}
         data["dropout"]["schedule"] = schedule
     for name, (section, key) in {"label_smoothing": ("regularization", "label_smoothing"),
                                  "weight_decay": ("regularization", "weight_decay"),
