@@ -34,6 +34,8 @@ from .schedules import ScheduleSet
 from .spec import DropoutSpec
 
 SpecValue = Union[str, float, dict, None]
+#: How MC dropout samples (dropout_tune.mc, which reads them from here: the config layer imports no engine).
+MC_MODES = ("loop", "replicate", "trunk")
 
 
 class _StrictBoolLoader(yaml.SafeLoader):
@@ -344,10 +346,8 @@ class MCEvalSection:
     spec: SpecValue = None
 
     def __post_init__(self) -> None:
-        from .mc import MODES
-
         _positive(self.samples, "mc_eval.samples")
-        _choice(self.mode, MODES, "mc_eval.mode")
+        _choice(self.mode, MC_MODES, "mc_eval.mode")
         try:
             DropoutSpec.coerce(self.spec)
         except ValueError as err:

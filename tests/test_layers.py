@@ -86,3 +86,14 @@ def test_no_library_module_imports_the_command_layer():
     offenders = sorted(f"{source} -> {target}" for source, target in graph.edges
                        if is_within(target, (COMMANDS,)) and not is_within(source, COMMAND_LAYER))
     assert not offenders, f"library modules importing dropout_tune.commands: {offenders}"
+
+
+def test_the_config_layer_imports_no_engine():
+    """recipe.py and spec.py are read by every layer; they must not pull in training, MC, compare or tune."""
+    modules = package_modules()
+    known = set(modules)
+    engines = ("dropout_tune.mc", "dropout_tune.tune", "dropout_tune.train", "dropout_tune.compare",
+               "dropout_tune.evaluation", "dropout_tune.patching")
+    for name in ("dropout_tune.recipe", "dropout_tune.spec"):
+        imported = imported_modules(name, modules[name], known)
+        assert not [m for m in imported if m.startswith(engines)], (name, imported)

@@ -335,3 +335,12 @@ def test_tune_searches_a_roles_mask_and_the_head_rate():
         SearchSpace.from_dict({"mask.hidden": ["tokn"]}, roles)
     with pytest.raises(ValueError, match="search.mask.classifier: the recipe sets no classifier rate"):
         apply_params(recipe, {"mask.classifier": "token"}, roles)
+
+
+def test_compare_takes_masks_and_drophead_in_its_schedules():
+    from dropout_tune.compare import variants_from
+    from dropout_tune.recipe import Recipe
+
+    variants = variants_from([Recipe()], ["variational=all=0.1,hidden=0.1:mask=per_sequence", "drophead=head=0.1"])
+    assert variants[0].recipe.dropout.parsed_schedule().options("hidden") == {"mask": "per_sequence"}
+    assert variants[1].recipe.dropout.parsed_schedule()["head"].max_rate == 0.1

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..patching import SpecLike
+from ..recipe import MC_MODES
 from ..spec import DropoutSpec
 from . import inputs as _in
 from .results import ClassificationPrediction, MCPrediction, RegressionPrediction
@@ -24,7 +25,7 @@ from .stats import classification_stats, regression_stats
 from .switch import StochasticSwitch, eval_mode, warn_if_inactive
 from .trunk import Trunk
 
-MODES = ("loop", "replicate", "trunk")
+MODES = MC_MODES  # "loop", "replicate", "trunk": named in the config layer (recipe.py), which imports no engine
 
 #: Default activation budget of one forward in replicate / trunk modes, per device type. On CPU, forwards of ~100-200
 #: MiniLM rows ran fastest per row (larger ones fall out of cache); on a GPU, larger is better (fewer launches).
