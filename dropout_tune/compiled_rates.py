@@ -324,11 +324,6 @@ def model_device(model: nn.Module) -> Optional[torch.device]:
     return None
 
 
-def rate_holder(kind: str, owner: nn.Module, attr: str) -> tuple[nn.Module, str]:
-    """The module whose attribute holds the rate of the site ``owner.attr`` of ``kind``, and that attribute."""
-    return (owner, attr) if kind == "attribute" else (getattr(owner, attr), "p")
-
-
 def _prepare_attribute(owner: nn.Module, attr: str, bank: RateBank, device: Optional[torch.device]) -> None:
     make_compile_ready(owner, (attr,), bank, device=device)
 
@@ -369,12 +364,11 @@ def prepare_site(kind: str, owner: nn.Module, attr: str, bank: RateBank, device:
         prepare(owner, attr, bank, device)
 
 
-def refresh_bank(bank: RateBank, sites: Iterable[tuple[str, nn.Module, str]]) -> None:
-    """Bind every compile-ready site among ``sites`` (kind, owner, attr) to ``bank`` and set ``bank.live``: is any
-    of their rates > 0?"""
+def refresh_bank(bank: RateBank, sites: Iterable[tuple[nn.Module, Any, str]]) -> None:
+    """Bind every compile-ready site among ``sites`` (owner, the object holding the rate, its attribute: see
+    ``sites.SiteKind.rate_holder``) to ``bank`` and set ``bank.live``: is any of their rates > 0?"""
     live = False
-    for kind, owner, attr in sites:
-        holder, rate_attr = rate_holder(kind, owner, attr)
+    for owner, holder, rate_attr in sites:
         if is_compile_ready(holder, rate_attr):
             holder.__dict__[_BANK] = bank
             live = live or holder.__dict__[rate_attr] > 0

@@ -42,6 +42,7 @@ from .runtime import unwrap_model
 from .sites import (  # noqa: F401 - DropoutSite, KINDS, inspect_*, current_rates are this module's public API too
     KINDS,
     LORA,
+    SITE_KINDS,
     DropoutSite,
     FoundSite,
     current_rates,
@@ -337,10 +338,8 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
             dropout = (nn.Dropout(new) if mask in (None, ELEMENT) else MaskedDropout(new, mask=mask)).train(
                 placeholder.training)
             _set(report, item.owner, site.attr, make_compile_ready(dropout, ("p",), bank, device=device))
-        elif site.kind == "attribute":
-            _set(report, item.owner, site.attr, new)
         else:
-            _set(report, getattr(item.owner, site.attr), "p", new)
+            _set(report, *SITE_KINDS[site.kind].rate_holder(item.owner, site.attr), new)
         report.changes.append(SiteChange(site.name, site.role, site.kind, site.p, new))
     present = {s.role for s in sites} | set(injectable_roles(model))
     report.missing_roles = tuple(role for role, _ in spec.items() if role not in present)
@@ -352,12 +351,8 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     return report
 
 
-#: Site kinds whose dropout is one module's forward, which a mask kind can replace (see masks.MaskedDropout).
-MASKABLE_KINDS = ("module", "injected", "placeholder")
-
-
 def _maskable(item: FoundSite) -> bool:
-    if item.site.kind not in MASKABLE_KINDS:
+    if not SITE_KINDS[item.site.kind].maskable:
         return False
     module = getattr(item.owner, item.site.attr)
     return isinstance(module, nn.Identity) or original_class(module) in (nn.Dropout, MaskedDropout) or isinstance(
@@ -376,7 +371,7 @@ def _check_masks(found: list[FoundSite], masks: Mapping[str, str], model: nn.Mod
             continue
         can = sorted({f.site.role for f in found if f.site.role and _maskable(f)} | set(injectable_roles(model)))
         why = ("its rate is a float the model's own code passes to F.dropout or to the attention kernel"
-               if item.site.kind in ("attribute", "module_p") else f"it is a {type(getattr(item.owner, item.site.attr)).__name__}")
+               if SITE_KINDS[item.site.kind].owner_gated else f"it is a {type(getattr(item.owner, item.site.attr)).__name__}")
         raise ValueError(f"mask={mask} for role {item.site.role}: site {item.site.name} cannot honour it exactly "
                          f"({why}); roles of this model that can take a mask: {', '.join(can) or 'none'}")
 
@@ -404,8 +399,9 @@ def _depth_rate(p: float, depth: str, site: DropoutSite, positions: list[tuple[s
                      f"depth profile applies to roles that live in layers")
 
 
-def _holders(found: Iterable[FoundSite]) -> Iterator[tuple[str, nn.Module, str]]:
-    return ((item.site.kind, item.owner, item.site.attr) for item in found)
+def _holders(found: Iterable[FoundSite]) -> Iterator[tuple[nn.Module, Any, str]]:
+    """(owner, rate holder, its attribute) of every site: what ``refresh_bank`` binds."""
+    return ((item.owner, *SITE_KINDS[item.site.kind].rate_holder(item.owner, item.site.attr)) for item in found)
 
 
 def _warn(report: PatchReport, model_type: Optional[str], warn_missing: bool) -> None:

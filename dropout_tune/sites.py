@@ -24,7 +24,37 @@ from .roles import Role
 
 LORA = Role.LORA.value
 
-KINDS = ("module", "module_p", "attribute", "placeholder", "injected")
+@dataclass(frozen=True)
+class SiteKind:
+    """What one kind of site is: where its rate lives and what gates it. Patching, MC dropout and compile
+    readiness read these facts here (compile readiness adds ``compiled_rates.PREPARE_BY_KIND[name]``); adding a
+    kind is one entry in :data:`SITE_KINDS`, one there, and a test.
+
+    >>> SITE_KINDS["module_p"].owner_gated, SITE_KINDS["module_p"].module_switched
+    (True, True)
+    """
+
+    name: str
+    description: str
+    float_attribute: bool = False  # the rate is a float attribute of the owner (else a module's ``.p``)
+    owner_gated: bool = False  # the owner's ``.training`` decides whether it drops (MC dropout flips the owner)
+    module_switched: bool = False  # a dropout module whose ``.training`` MC dropout flips
+    maskable: bool = False  # its dropout is one module call that a mask kind (masks.MaskedDropout) can replace
+
+    def rate_holder(self, owner: nn.Module, attr: str) -> tuple[Any, str]:
+        """The object whose attribute holds the rate, and that attribute."""
+        return (owner, attr) if self.float_attribute else (getattr(owner, attr), "p")
+
+
+#: name -> kind (see DropoutSite).
+SITE_KINDS: dict[str, SiteKind] = {kind.name: kind for kind in (
+    SiteKind("module", "an nn.Dropout called as a module", module_switched=True, maskable=True),
+    SiteKind("module_p", "an nn.Dropout whose .p the attention code reads", owner_gated=True, module_switched=True),
+    SiteKind("attribute", "a float the owner's forward reads", float_attribute=True, owner_gated=True),
+    SiteKind("placeholder", "an nn.Identity built because the rate was 0", maskable=True),
+    SiteKind("injected", "an nn.Dropout dropout-tune added, called by a hook", module_switched=True, maskable=True),
+)}
+KINDS = tuple(SITE_KINDS)
 
 
 @dataclass(frozen=True)

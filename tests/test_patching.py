@@ -156,3 +156,18 @@ def test_bad_spec_values():
         DropoutSpec.from_dict({"dropout": 0.1})
     assert DropoutSpec.coerce(0.1) == DropoutSpec.uniform(0.1)
     assert not math.isnan(DropoutSpec.coerce({"all": 0.0}).lora)
+
+
+def test_every_site_kind_is_one_entry_that_patching_mc_and_compile_all_know():
+    from dropout_tune.compiled_rates import PREPARE_BY_KIND
+    from dropout_tune.registry import FAMILY_DROPOUT
+    from dropout_tune.sites import SITE_KINDS
+
+    assert set(PREPARE_BY_KIND) == set(SITE_KINDS)
+    seen = set()
+    for family in FAMILY_DROPOUT:
+        model = tiny_model(family)
+        seen |= {site.kind for site in inspect_dropout(model)}  # placeholders: before a rate replaces them
+        apply_dropout(model, "hidden=0.1,head=0.1", warn_missing=False)
+        seen |= {site.kind for site in inspect_dropout(model)}
+    assert seen == set(SITE_KINDS)  # every kind occurs in some family, and no site has a kind without an entry

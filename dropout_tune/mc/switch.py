@@ -11,10 +11,8 @@ from torch import nn
 
 from ..patching import DropoutSite, SpecLike, apply_dropout, inspect_dropout, inspect_stochastic_depth, restore_dropout
 from ..roles import ROLES
+from ..sites import SITE_KINDS
 from ..spec import DropoutSpec
-
-#: Kinds of site gated by the owner module's ``training`` flag (not by a dropout module's own flag).
-OWNER_GATED = ("module_p", "attribute")
 
 SiteFilter = Callable[[DropoutSite, nn.Module], bool]
 
@@ -71,21 +69,21 @@ class StochasticSwitch:
                     or (exclude is not None and exclude(site, owner))):
                 continue
             self.sites.append(site)
-            if site.kind in ("module", "module_p", "injected"):
+            kind = SITE_KINDS[site.kind]
+            if kind.module_switched:
                 module = owner._modules[site.attr]
                 targets[id(module)] = module
-            if site.kind in OWNER_GATED:
+            if kind.owner_gated:
                 targets[id(owner)] = owner
                 owners[id(owner)] = owner
         chosen = {site.name for site in self.sites}
         self._knobs: list[tuple[Any, str, Any]] = []
         for site in every_site.values():  # sites that an owner switched on would also drop: rate 0 meanwhile
-            if site.name in chosen or site.kind not in OWNER_GATED or site.p <= 0:
+            if site.name in chosen or not SITE_KINDS[site.kind].owner_gated or site.p <= 0:
                 continue
             owner = modules[site.owner]
             if id(owner) in owners:
-                self._knobs.append((owner, site.attr, 0.0) if site.kind == "attribute"
-                                   else (owner._modules[site.attr], "p", 0.0))
+                self._knobs.append((*SITE_KINDS[site.kind].rate_holder(owner, site.attr), 0.0))
         self._knobs += [(owner, "gradient_checkpointing", False) for owner in owners.values()
                         if getattr(owner, "gradient_checkpointing", False) is True]
         for depth_site in inspect_stochastic_depth(model):
