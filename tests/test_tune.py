@@ -279,27 +279,30 @@ def slow(self, *args, **kwargs):
     return original(self, *args, **kwargs)
 transformers.Trainer.training_step = slow
 from dropout_tune.tune.search import TuneSettings, run_tune
-run_tune(TuneSettings(sys.argv[1], sys.argv[2], trials=3, confirm_seeds=0, heartbeat_s=1, grace_s=3))
+run_tune(TuneSettings(sys.argv[1], sys.argv[2], trials=3, confirm_seeds=0, heartbeat_s=1, grace_s=3,
+                      storage=sys.argv[3] or None))
 """
 
 
-def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_path):
+def _kill_mid_trial_then_rerun(toy, out, storage=None):
+    """A search killed (SIGKILL) while a trial is training, then the same search run again: exactly 3 finished
+    trials, the killed one marked FAIL (its heartbeat stopped) and replaced."""
     import optuna
 
-    out = tmp_path / "out"
+    url = storage or f"sqlite:///{out / 'study.db'}"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    stderr = tmp_path / "child.stderr"
+    stderr = out.parent / "child.stderr"
     with stderr.open("w") as sink:
-        child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out)], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=sink)
+        child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out), storage or ""],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.5)
-            if not (out / "study.db").is_file():
+            if storage is None and not (out / "study.db").is_file():
                 continue
             try:
-                trials = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}").trials
+                trials = optuna.load_study(study_name="toy", storage=url).trials
             except Exception:  # noqa: BLE001 - the study may not exist yet
                 continue
             if any(t.state.name == "RUNNING" and t.intermediate_values for t in trials):
@@ -311,11 +314,17 @@ def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_p
         child.kill()
         child.wait()
     result = run_tune(TuneSettings(str(toy / "toy.yaml"), str(out), trials=3, confirm_seeds=0, heartbeat_s=1,
-                                   grace_s=3))
+                                   grace_s=3, storage=storage))
     states = [r.state for r in result.records]
     assert states.count("COMPLETE") + states.count("PRUNED") == 3
     assert states.count("FAIL") == 1 and "RUNNING" not in states
     assert [r["state"] for r in _rows(out)] == states
+    failed = optuna.load_study(study_name="toy", storage=url).trials[states.index("FAIL")]
+    assert failed.intermediate_values  # the killed trial, not a claim that stepped back
+
+
+def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_path):
+    _kill_mid_trial_then_rerun(toy, tmp_path / "out")
 
 
 def test_two_workers_share_one_study(toy, tmp_path):
@@ -331,6 +340,53 @@ def test_two_workers_share_one_study(toy, tmp_path):
     assert runs == ["0000", "0001", "0002", "0003"]  # each trial trained once, in its own directory
     params = [tuple(sorted(r.params.items())) for r in result.records]
     assert len(set(params)) == 4
+
+
+# --- a real PostgreSQL server, and a journal file (tests/conftest.py starts the server) -----------------------------
+
+def test_two_workers_on_postgresql_finish_exactly_the_requested_trials(toy, tmp_path, postgres_server):
+    import optuna
+
+    url = postgres_server()
+    out = tmp_path / "out"
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--workers", "2", "--storage", url, "--confirm-seeds",
+            "0", "-o", str(out)]
+    assert cli.main(args) == 0
+    trials = optuna.load_study(study_name="toy", storage=url).trials
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 4 and len({t.number for t in trials}) == len(trials)
+    assert {t.user_attrs["worker"] for t in finished} == {0, 1}
+    assert not (out / "study.db").exists()  # the study lives in the server, nothing in a local file
+    assert [int(r["number"]) for r in _rows(out)] == [t.number for t in trials]
+    runs = sorted(p.parent.name for p in (out / "trials").glob("*/steps.jsonl"))
+    assert runs == [f"{t.number:04d}" for t in finished]  # each trial trained once
+
+
+def test_a_killed_worker_on_postgresql_is_failed_and_replaced(toy, tmp_path, postgres_server):
+    _kill_mid_trial_then_rerun(toy, tmp_path / "out", postgres_server())
+
+
+def test_journal_storage_holds_a_search_and_continues_it(toy, tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    out, journal = tmp_path / "out", tmp_path / "study.journal"
+    base = ["tune", str(toy / "toy.yaml"), "--storage", f"journal:{journal}", "--confirm-seeds", "0", "-o", str(out)]
+    assert cli.main(base + ["--trials", "2", "--workers", "2"]) == 0
+    assert cli.main(base + ["--trials", "3"]) == 0
+    study = optuna.load_study(study_name="toy", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 3
+    assert not (out / "study.db").exists() and len(_finished(_rows(out))) == 3
+
+
+def test_a_journal_in_a_missing_folder_is_refused_in_one_line(toy, tmp_path, capsys):
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "1", "--storage", f"journal:{tmp_path}/no/such/j.log",
+            "-o", str(tmp_path / "out")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be opened (folder" in err[0]
+    assert not (tmp_path / "out" / "trials").exists()
 
 
 def test_a_trial_claimed_past_the_target_steps_back_untrained(toy, tmp_path):

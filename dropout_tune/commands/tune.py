@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="K",
                         help="worker processes sharing the study (one device each where there are several)")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///OUT/study.db); "
-                        "a PostgreSQL or MySQL URL lets workers on several machines share the study")
+                        "a database such as postgresql+psycopg://USER:PASSWORD@HOST/DB (pip install "
+                        "'dropout-tune[postgres]') lets workers on several machines share the study; journal:PATH "
+                        "is one file they append to on a shared file system")
     parser.add_argument("--study", metavar="NAME", help="study name (default: the recipe's name)")
     parser.add_argument("--backend", choices=("optuna", "ray"), default="optuna", help="search engine (default: "
                         "%(default)s)")
