@@ -478,3 +478,9 @@ def test_ray_backend_finishes_a_two_trial_search(toy, tmp_path):
     assert all(int(r["steps"]) <= int(r["budget_steps"]) == 4 and r["params_shape"] for r in rows)
     assert (out / "report.md").is_file() and (out / "best_recipe.yaml").is_file()
     assert result.best is not None and Recipe.from_yaml(out / "best_recipe.yaml").name == "toy-best"
+    # Ray's OptunaSearch recorded its trials in the search's own storage and study: the dashboard shows them too
+    import optuna
+
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 2 and all(t.params.get("shape") for t in study.trials)
+    assert (out / "search.json").is_file()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .objective import run_trial, trial_recipe
+from .storage import open_storage
 from .report import TrialRecord, clean_params
 from .plan import REDUCTION_FACTOR, Plan
 
@@ -64,7 +65,11 @@ def search_with_ray(plan: Plan) -> list[TrialRecord]:
     try:
         space = plan.search_space()
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=min(10, max(1, plan.trials // 2)))
-        searcher = OptunaSearch(space=space.define_by_run, sampler=sampler, metric=METRIC, mode="max")
+        # the search's own storage and study: one dashboard and one record for both backends (no heartbeats: Ray
+        # asks and tells, it runs no Optuna optimize loop)
+        storage = open_storage(plan.storage, heartbeat_s=None, grace_s=None)
+        searcher = OptunaSearch(space=space.define_by_run, sampler=sampler, metric=METRIC, mode="max",
+                                storage=storage, study_name=plan.study)
         scheduler = (ASHAScheduler(time_attr="step", metric=METRIC, mode="max", max_t=plan.budget_steps,
                                    grace_period=plan.eval_steps,
                                    reduction_factor=REDUCTION_FACTOR) if plan.pruner == "asha"

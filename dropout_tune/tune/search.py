@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -143,10 +144,7 @@ def prepare(settings: TuneSettings) -> Plan:
                 trials=settings.trials, pruner=settings.pruner, seed=settings.seed, workers=settings.workers,
                 eval_steps=eval_steps, budget_steps=budget, heartbeat_s=settings.heartbeat_s,
                 grace_s=settings.grace_s, ray_address=settings.ray_address)
-    if settings.backend == "optuna":
-        _create_study(plan)
-    else:
-        storage_mod.open_storage(url, settings.heartbeat_s, settings.grace_s)  # checked here, used by confirm
+    _create_study(plan)  # Ray's OptunaSearch records its trials in this study too
     return plan
 
 
@@ -166,6 +164,9 @@ def _create_study(plan: Plan):
 
     storage = storage_mod.open_storage(plan.storage, plan.heartbeat_s, plan.grace_s)
     study = optuna.create_study(storage=storage, study_name=plan.study, direction="maximize", load_if_exists=True)
+    with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"validation {plan.metric}"])  # the dashboard's axis label
     fingerprint = dict(plan.search_recipe)
     fingerprint["training"] = {k: v for k, v in fingerprint["training"].items() if k != "output_dir"}
     storage_mod.bind_study(study, "recipe", fingerprint)
@@ -186,8 +187,10 @@ def run_tune(settings: TuneSettings) -> TuneResult:
     """Prepare, search (Optuna or Ray), write trials.csv / best_recipe.yaml / plots, confirm, write report.md."""
     from . import report
     from .confirm import run_confirm
+    from .dashboard import write_search_info
 
     plan = prepare(settings)
+    write_search_info(plan.output_dir, plan.storage, plan.study)  # `dropout-tune dashboard OUT` reads it
     if settings.backend == "optuna":
         from .optuna_backend import records_from_study, search
 

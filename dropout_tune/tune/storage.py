@@ -26,7 +26,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 #: seconds between a running trial's heartbeats, and after how long without one it counts as dead
 HEARTBEAT_S = 5
@@ -48,8 +48,8 @@ def journal_path(url: str) -> Union[str, None]:
     return url[len(JOURNAL_PREFIX):] if url.startswith(JOURNAL_PREFIX) else None
 
 
-def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S):
-    """An ``optuna.storages.RDBStorage`` with heartbeats, or a ``JournalStorage`` for ``journal:PATH``; a URL that
+def open_storage(url: str, heartbeat_s: Optional[int] = HEARTBEAT_S, grace_s: Optional[int] = GRACE_S):
+    """An ``optuna.storages.RDBStorage`` with heartbeats (none when ``heartbeat_s`` is None), or a ``JournalStorage`` for ``journal:PATH``; a URL that
     cannot be opened is a one-line ValueError."""
     import optuna
 
