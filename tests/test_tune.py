@@ -3,6 +3,7 @@ the test split never evaluated during the search, pruning, the executor, the con
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_bad_input_is_one_line_and_exit_2_before_training(toy, tmp_path, capsys,
 
 # --- a tiny search --------------------------------------------------------------------------------------------------
 
-def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_path, monkeypatch):
+def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_path, monkeypatch, capsys):
     from transformers import Trainer
 
     evaluations = []  # (run directory, examples evaluated) for every evaluation of every Trainer
@@ -138,7 +139,7 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--confirm-seeds", "2", "-o", str(out)]
     assert cli.main(args) == 0
     for name in ("trials.csv", "best_recipe.yaml", "report.md", "history.png", "importance.png", "study.db",
-                 "confirm/confirm.json"):
+                 "confirm/confirm.json", "tune.log", "search.json"):
         assert (out / name).is_file(), name
     rows = _rows(out)
     assert [int(r["number"]) for r in rows] == [0, 1, 2, 3] and len(_finished(rows)) == 4
@@ -154,6 +155,15 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     best_row = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: (float(r["value"]),
                                                                                   -int(r["number"])))
     assert best.dropout.parsed_schedule()["hidden"].max_rate == pytest.approx(float(best_row["params_rate.hidden"]))
+    # progress: a line per trial and per confirm run, printed and kept in OUT/tune.log
+    printed = capsys.readouterr().out
+    log = (out / "tune.log").read_text()
+    for k in range(1, 5):
+        assert re.search(rf"^\[trial {k}/4\] #\d+ rate\.\S+=[\d.]+ .*: .*\(\d+s(, ETA \d+s)?\)$", printed, re.M), k
+        assert f"[trial {k}/4] #" in log
+    for k, (variant, seed) in enumerate([("found", 1), ("found", 2), ("recipe", 1), ("recipe", 2)], 1):
+        assert f"[confirm {k}/4] {variant} seed {seed}\n" in printed and f"[confirm {k}/4] {variant} seed {seed}" in log
+    assert "best: trial" in log and "configuration is" in log
     report = (out / "report.md").read_text()
     for needle in ("## Best configuration", "## Compute", "## Which knobs mattered", "found − recipe (paired)",
                    "configuration is"):
@@ -478,6 +488,8 @@ def test_ray_backend_finishes_a_two_trial_search(toy, tmp_path):
     assert all(int(r["steps"]) <= int(r["budget_steps"]) == 4 and r["params_shape"] for r in rows)
     assert (out / "report.md").is_file() and (out / "best_recipe.yaml").is_file()
     assert result.best is not None and Recipe.from_yaml(out / "best_recipe.yaml").name == "toy-best"
+    trial_lines = [line for line in (out / "tune.log").read_text().splitlines() if "[trial " in line]
+    assert len(trial_lines) == 2 and "[trial 1/2] #0 " in trial_lines[0] and "[trial 2/2] #1 " in trial_lines[1]
     # Ray's OptunaSearch recorded its trials in the search's own storage and study: the dashboard shows them too
     import optuna
 

@@ -59,5 +59,5 @@ def run(args) -> int:
     if result.confirm is not None:
         print(result.confirm.table())
         print(result.confirm.verdict())
-    print(f"written: {output}/report.md, trials.csv, best_recipe.yaml, history.png, importance.png")
+    print(f"written: {output}/report.md, trials.csv, best_recipe.yaml, history.png, importance.png, tune.log")
     return 0

@@ -15,8 +15,9 @@ from typing import Any
 
 from . import storage as storage_mod
 from .objective import run_trial, trial_recipe
-from .report import TrialRecord, clean_params
 from .plan import REDUCTION_FACTOR, Plan
+from .progress import ProgressLog, trial_line
+from .report import TrialRecord, clean_params, quiet_optuna
 
 FINISHED = ("COMPLETE", "PRUNED")
 CLAIMED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
@@ -87,10 +88,36 @@ class Objective:
         return outcome.value
 
 
+class TrialProgress:
+    """Optuna callback: ``[trial k/N] #number params: value (elapsed, ETA)`` after each trial this worker ran, k
+    counting every worker's finished trials; the ETA extrapolates the pace since this worker started."""
+
+    def __init__(self, plan: Plan, finished_before: int):
+        self.log = ProgressLog(plan.output_dir)
+        self.trials = plan.trials
+        self.finished_before = finished_before
+        self.started = time.monotonic()
+
+    def __call__(self, study, trial) -> None:
+        counts = storage_mod.state_counts(study)
+        finished = sum(counts[s] for s in FINISHED)
+        elapsed = time.monotonic() - self.started
+        done_here = finished - self.finished_before
+        eta = elapsed / done_here * max(self.trials - finished, 0) if done_here > 0 else None
+        if trial.state.name == "PRUNED":
+            where = f"step {trial.user_attrs.get('steps')}/{trial.user_attrs.get('budget_steps')}"
+        else:
+            reason = str(trial.system_attrs.get("fail_reason") or "").strip()
+            where = reason.splitlines()[0] if reason else None
+        self.log(trial_line(finished, self.trials, trial.number, clean_params(trial.params), trial.state.name,
+                            trial.value, where, elapsed, eta))
+
+
 def search_worker(plan: Plan, worker: int) -> None:
     """One worker: claim and run trials until the study has ``plan.trials`` finished ones."""
     study = load_study(plan, worker)
     objective = Objective(plan, worker)
+    progress = TrialProgress(plan, sum(storage_mod.state_counts(study)[s] for s in FINISHED))
     failures = 0
     while True:
         storage_mod.fail_stale(study)
@@ -102,7 +129,8 @@ def search_worker(plan: Plan, worker: int) -> None:
             time.sleep(plan.poll_s)  # the rest is running elsewhere; a dead worker's trial turns stale
             continue
         try:
-            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
+            with quiet_optuna():  # the progress line replaces Optuna's "Trial k finished" line
+                study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True, callbacks=[progress])
         except TargetReached:
             continue
         mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]

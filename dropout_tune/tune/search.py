@@ -189,8 +189,13 @@ def run_tune(settings: TuneSettings) -> TuneResult:
     from .confirm import run_confirm
     from .dashboard import write_search_info
 
+    from .progress import ProgressLog
+
     plan = prepare(settings)
     write_search_info(plan.output_dir, plan.storage, plan.study)  # `dropout-tune dashboard OUT` reads it
+    log = ProgressLog(plan.output_dir)  # OUT/tune.log: these lines, every trial's and every confirm run's
+    log(f"search: study {plan.study!r}, {plan.trials} finished trials wanted, {settings.backend}, pruner "
+        f"{plan.pruner}, {plan.workers} worker(s), validation {plan.metric}, {plan.budget_steps} steps a trial")
     if settings.backend == "optuna":
         from .optuna_backend import records_from_study, search
 
@@ -212,4 +217,12 @@ def run_tune(settings: TuneSettings) -> TuneResult:
         if settings.confirm_seeds:
             confirm = run_confirm(plan, best_recipe, settings.confirm_seeds)
     path = report.write_report(plan, records, best, importances, confirm, out / "report.md")
+    spent = report.compute_spent(records)
+    log.write(f"done: {sum(r.state == 'COMPLETE' for r in records)} complete, "
+              f"{sum(r.state == 'PRUNED' for r in records)} pruned, {sum(r.state == 'FAIL' for r in records)} failed; "
+              f"{spent['steps']} optimizer steps; "
+              + ("no trial completed" if best is None else f"best: trial {best.number}, validation {plan.metric} "
+                                                           f"{best.value:.4f}"))
+    if confirm is not None:
+        log.write(confirm.table() + "\n" + confirm.verdict())
     return TuneResult(plan, records, best, confirm, path)
