@@ -5,22 +5,16 @@ table says so. Differences against the first variant (the baseline) are paired b
 initialisation); their p-values come from a two-sided paired t-test, Holm-adjusted when three or more variants
 make several comparisons against the one baseline.
 
-A finished run is reused only when the recipe it was made with (its recipe.yaml) equals the one requested now;
-otherwise it is trained again and the differing keys are printed.
+A finished run is reused only when it is the same run (``run_identity``: the recipe it was made with, its
+recipe.yaml, equals the one requested now, settings that change nothing aside). A folder holding a run made with
+another recipe is refused before anything trains, naming the differing keys, unless the user asks to overwrite.
 
-Example:
-    >>> summarize([0.70, 0.72, 0.74])["mean"]
-    0.72
-    >>> round(summarize([0.70, 0.72, 0.74])["ci95"], 4)
-    0.0497
-    >>> summarize([0.7])["ci95"] is None
-    True
+The statistics (``summarize``, ``paired_p_value``, ``holm``) live in ``statistics``, shared with ``tune``'s
+confirm stage.
 """
 
 from __future__ import annotations
 
-import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -28,48 +22,11 @@ from typing import Any, Callable, Optional, Sequence
 from .figures import save_figure
 from .files import atomic_write_text, check_writable_dir, read_json, write_json
 from .recipe import Recipe, apply_overrides
+from .run_identity import plan_run_dir
+from .statistics import holm, paired_p_value, summarize
 
 # keys compare sets itself for every run; an override of them would make runs collide or mislabel seeds
 _MANAGED_KEYS = ("training.seed", "training.output_dir")
-
-
-def summarize(values: Sequence[float]) -> dict[str, Any]:
-    """n, mean, sample std and the half-width of the 95% t-interval (None for fewer than 2 values)."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"n": n, "mean": round(mean, 10), "std": None, "ci95": None}
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return {"n": n, "mean": round(mean, 10), "std": std, "ci95": float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))}
-
-
-def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
-    """Holm's step-down adjustment (controls the family-wise error rate), in the input order; None stays None.
-
-    The k-th smallest of m p-values becomes max over j <= k of min(1, (m - j + 1) * p_(j)).
-
-    >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]
-    [0.03, 0.06, 0.06, 0.02]
-    """
-    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    adjusted: list[Optional[float]] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(present):
-        running = max(running, min(1.0, (len(present) - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def paired_p_value(values: Sequence[float], baseline: Sequence[float]) -> Optional[float]:
-    """Two-sided paired t-test p-value; None with fewer than 2 pairs or when every difference is the same."""
-    from scipy import stats
-
-    differences = [v - b for v, b in zip(values, baseline)]
-    if len(differences) < 2 or max(differences) == min(differences):
-        return None
-    return float(stats.ttest_rel(values, baseline).pvalue)
 
 
 @dataclass
@@ -189,59 +146,6 @@ def variants_from(recipes: Sequence[Recipe], schedules: Sequence[str] = ()) -> l
     return out
 
 
-def resolved(recipe: Recipe) -> dict[str, Any]:
-    """The recipe as a flat ``{dotted.key: value}`` dict, schedule and spec in canonical form, so that two
-    spellings of the same schedule compare equal."""
-    data = recipe.to_dict()
-    schedule = recipe.dropout.parsed_schedule()
-    data["dropout"]["schedule"] = schedule.to_dict() if schedule is not None else None
-    data["dropout"]["spec"] = dict(recipe.dropout.parsed_spec().items())
-    return _flatten(data)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value and not (prefix == "dropout." and key in ("schedule", "spec")):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def recipe_differences(old: Recipe, new: Recipe, ignore: Sequence[str] = ()) -> list[str]:
-    """``key: old -> new`` for every resolved key that differs (keys in ``ignore`` aside).
-
-    >>> recipe_differences(Recipe(), Recipe.from_dict({}, ["data.max_train=48"]))
-    ['data.max_train: None -> 48']
-    >>> recipe_differences(Recipe.from_dict({"dropout": {"schedule": "hidden=0.1"}}),
-    ...                    Recipe.from_dict({"dropout": {"schedule": {"hidden": 0.1}}}))
-    []
-    """
-    a, b = resolved(old), resolved(new)
-    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
-            if a.get(key) != b.get(key) and key not in ignore]
-
-
-def finished_run(recipe: Recipe) -> tuple[Optional[dict], str]:
-    """``(metrics, "")`` when ``recipe.output_dir`` holds a finished run made with ``recipe``; else ``(None, why)``,
-    ``why`` being empty when the folder holds nothing."""
-    run_dir = recipe.output_dir
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return None, ""
-    if not (run_dir / "metrics.json").is_file():
-        return None, "unfinished run (no metrics.json)"
-    try:
-        previous = Recipe.from_yaml(run_dir / "recipe.yaml")
-    except (ValueError, OSError) as err:
-        return None, f"its recipe.yaml cannot be read ({str(err).splitlines()[0]})"
-    # the folder is the run's identity; the same folder spelled another way (./x, an absolute path) is no change
-    differences = recipe_differences(previous, recipe, ignore=("training.output_dir",))
-    if differences:
-        return None, "made with another recipe: " + "; ".join(differences)
-    return read_json(run_dir / "metrics.json"), ""
-
-
 def _check_variants(variants: Sequence[Variant], seeds: Sequence[int], overrides: Sequence[str]) -> None:
     if not variants or not seeds:
         raise ValueError("compare needs at least one variant and one seed")
@@ -276,10 +180,14 @@ def plan_runs(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Pat
 def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir: Path,
                    overrides: Sequence[str] = (), reuse: bool = True,
                    log: Callable[[str], None] = print, workers: int = 1,
-                   storage: Optional[str] = None) -> Comparison:
+                   storage: Optional[str] = None, overwrite: bool = False) -> Comparison:
     """Train every variant with every seed (runs under ``output_dir/<label>/seed<k>``), then write
-    ``comparison.json``, ``comparison.md`` and ``comparison.png``. With ``reuse``, a finished run made with the
-    same resolved recipe is reused; any other content of a run's folder is cleared before it is trained again.
+    ``comparison.json``, ``comparison.md`` and ``comparison.png``.
+
+    Every run folder is judged before anything trains (``run_identity.plan_run_dir``): a finished run of the same
+    recipe is reused (with ``reuse``); an unfinished one (a killed attempt) is trained again; a run made with
+    another recipe is refused with one line naming the differing keys, unless ``overwrite``. Nothing else is ever
+    removed, and a rerun of an identical comparison trains nothing and removes nothing.
 
     With ``workers > 1`` or a ``storage`` URL, the runs left to train go to the job executor of ``tune``
     (``tune.executor.run_recipes``): ``workers`` processes claim them from one Optuna storage (an SQLite file in
@@ -295,18 +203,16 @@ def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir
         open_storage(storage)
     output_dir = check_writable_dir(output_dir, "compare output directory")
     runs = plan_runs(variants, seeds, output_dir, overrides)
+    decisions = [plan_run_dir(recipe, reuse=reuse, overwrite=overwrite) for _, _, recipe in runs]
     results: dict[int, dict] = {}
-    for k, (variant, seed, recipe) in enumerate(runs, 1):
+    for k, ((variant, seed, recipe), decision) in enumerate(zip(runs, decisions), 1):
         log(f"[{k}/{len(runs)}] {variant.label} seed={seed}")
-        metrics, why = finished_run(recipe) if reuse else (None, "")
-        if metrics is not None:
-            log(f"reusing {recipe.output_dir}")
-            results[k] = metrics
-            continue
-        if recipe.output_dir.is_dir() and any(recipe.output_dir.iterdir()):
-            log(f"re-running {recipe.output_dir}: {why or 'reuse is off'}")
-            shutil.rmtree(recipe.output_dir)  # compare's own folder; stale files must not mix with new ones
-        if workers == 1 and storage is None:
+        if decision.note:
+            log(decision.note)
+        if decision.action == "reuse":
+            results[k] = decision.metrics
+        elif workers == 1 and storage is None:
+            recipe.training.overwrite = decision.overwrite
             results[k] = train(recipe)
     pending = [k for k in range(1, len(runs) + 1) if k not in results]
     if pending:  # the executor path: in parallel, resumable through the storage
@@ -315,7 +221,7 @@ def run_comparison(variants: Sequence[Variant], seeds: Sequence[int], output_dir
 
         log(f"training {len(pending)} runs with {workers} worker(s)")
         metrics_list = run_recipes([runs[k - 1][2] for k in pending], storage or default_storage_url(output_dir),
-                                   study="compare", workers=workers, reuse=reuse,
+                                   study="compare", workers=workers, reuse=reuse, overwrite=overwrite,
                                    labels=[f"{runs[k - 1][0].label}/seed{runs[k - 1][1]}" for k in pending])
         results.update(zip(pending, metrics_list))
     comparison: Optional[Comparison] = None

@@ -67,14 +67,25 @@ def read_run_recipe(run_dir: Path) -> Optional["Recipe"]:
 def nominal_rates(model: Any, dropout: "DropoutSection") -> DropoutSpec:
     """The rate each role of ``model`` is trained at by a recipe's ``dropout`` section: the peak of the role's
     schedule, else its rate in ``dropout.spec``, else its rate in the model as loaded (a schedule changes only the
-    roles it names)."""
+    roles it names). A role the recipe names that the model has no site for but its family injects (a decoder's
+    ``hidden``) counts too: training injected it, and a reloaded model, whose saved config records only rates
+    above 0, must sample it as the run's own evaluation did.
+
+    >>> from dropout_tune.testing import tiny_model
+    >>> from dropout_tune.recipe import DropoutSection
+    >>> nominal_rates(tiny_model("llama"), DropoutSection(schedule="hidden=early:0.1:until=0.3"))
+    DropoutSpec(attention=0.0, hidden=0.1)
+    """
+    from .injection import injectable_roles
+
     rates = current_rates(model)
+    possible = set(rates) | set(injectable_roles(model))
     for role, p in dropout.parsed_spec().items():
-        if role in rates:
+        if role in possible:
             rates[role] = p
     schedule = dropout.parsed_schedule()
     for role, shape in (schedule.items() if schedule is not None else ()):
-        if role in rates:
+        if role in possible:
             rates[role] = shape.max_rate
     return DropoutSpec(**rates)
 

@@ -128,21 +128,22 @@ class _InjectedSite:
             delattr(self.parent, self.name)
 
 
-def injection_points(model: nn.Module) -> Optional[InjectionPoints]:
-    """The registry's injection points of ``model``'s family (None when it has none)."""
-    config = getattr(model, "config", None)
+def injection_points(model_or_config: Any) -> Optional[InjectionPoints]:
+    """The registry's injection points of the family of a model or a config (None when it has none)."""
+    config = getattr(model_or_config, "config", model_or_config)
     family = get_family(getattr(config, "model_type", None))
     return getattr(family, "injection", None)
 
 
-def injectable_roles(model: nn.Module) -> tuple[str, ...]:
-    """Roles ``apply_dropout`` can add sites for in ``model`` (empty for families without injection points).
+def injectable_roles(model_or_config: Any) -> tuple[str, ...]:
+    """Roles ``apply_dropout`` can add sites for in a model of this family (empty for families without injection
+    points); a config works as well as a model, so a caller can ask before loading weights.
 
     >>> from dropout_tune.testing import tiny_model
-    >>> injectable_roles(tiny_model("llama")), injectable_roles(tiny_model("bert"))
+    >>> injectable_roles(tiny_model("llama")), injectable_roles(tiny_model("bert").config)
     (('embedding', 'hidden', 'activation'), ())
     """
-    points = injection_points(model)
+    points = injection_points(model_or_config)
     return points.roles() if points is not None else ()
 
 

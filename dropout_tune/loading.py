@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .embedded_llm import GGUF_MODELS, checkpoint_dir
-from .injection import persisted_rates
+from .injection import injectable_roles, persisted_rates
 from .patching import SpecLike, apply_dropout, config_overrides
 from .spec import DropoutSpec
 
@@ -123,7 +123,8 @@ def _unreachable(url: str, timeout: float = 1.5) -> Optional[str]:
     return (outcome[0] or None) if outcome else f"no answer within {timeout} s"
 
 
-def load_model(name_or_path: str, task: str = "sequence-classification", dropout: SpecLike = None, **kwargs: Any):
+def load_model(name_or_path: str, task: str = "sequence-classification", dropout: SpecLike = None, *,
+               inject: bool = True, **kwargs: Any):
     """Load a model whose dropout rates are set at construction (through its config) where the family's config can
     express ``dropout``, and by ``apply_dropout`` right after loading otherwise (with a warning).
 
@@ -131,6 +132,10 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
     (the embedded SmolLM2-135M-Instruct). ``kwargs`` go to ``from_pretrained`` (``num_labels=2``,
     ``attn_implementation="sdpa"``...). Injected dropout sites recorded in the config by ``save_pretrained`` are
     re-added; a sequence-classification decoder without a pad token gets the tokenizer's (see ``load_tokenizer``).
+
+    ``inject=False`` leaves out the roles the family has no sites for (from ``dropout`` and from the config): the
+    caller injects them later with :func:`deferred_injection`, e.g. once PEFT has wrapped the modules they hook
+    onto, so a LoRA adapter's branch sees the same dropped input as the base layer.
     """
     import transformers
 
@@ -139,6 +144,9 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
     path = resolve_model_path(name_or_path)
     spec = DropoutSpec.coerce(dropout)
     overrides: dict[str, float] = {}
+    if spec and not inject:
+        lacking = set(injectable_roles(transformers.AutoConfig.from_pretrained(path)))
+        spec = DropoutSpec(**{role: p for role, p in spec.items() if role not in lacking})
     if spec:
         config = transformers.AutoConfig.from_pretrained(path)
         try:
@@ -148,13 +156,29 @@ def load_model(name_or_path: str, task: str = "sequence-classification", dropout
     auto_class = getattr(transformers, TASK_AUTO_CLASSES[task])
     model = auto_class.from_pretrained(path, **overrides, **kwargs)
     injected = persisted_rates(model.config)
-    if injected:
+    if injected and inject:
         apply_dropout(model, injected, warn_missing=False)
     if task == "sequence-classification" and getattr(model.config, "pad_token_id", 0) is None:
         model.config.pad_token_id = load_tokenizer(path).pad_token_id
     if spec:
         apply_dropout(model, spec, warn_missing=False)  # roles the config could not express (a no-op otherwise)
     return model
+
+
+def deferred_injection(model: Any, dropout: SpecLike = None) -> DropoutSpec:
+    """The rates ``load_model(..., inject=False)`` left out: the roles of ``dropout`` that ``model``'s family
+    injects, over the injected rates its config records (``dropout`` wins). Apply them with ``apply_dropout``.
+
+    >>> from dropout_tune.testing import tiny_model
+    >>> model = tiny_model("llama")
+    >>> model.config.dropout_tune_injected = {"hidden": 0.1, "embedding": 0.05}
+    >>> deferred_injection(model, "hidden=0.2,attention=0.1")
+    DropoutSpec(embedding=0.05, hidden=0.2)
+    """
+    lacking = injectable_roles(model)
+    rates = {role: p for role, p in persisted_rates(model.config).items() if role in lacking}
+    rates.update({role: p for role, p in DropoutSpec.coerce(dropout).items() if role in lacking})
+    return DropoutSpec(**rates)
 
 
 def load_tokenizer(name_or_path: str, **kwargs: Any):

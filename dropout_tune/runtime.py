@@ -1,4 +1,5 @@
-"""Facts about the running process: rank, the model inside wrappers, per-rank seeds.
+"""Facts about the running process: rank, the model inside wrappers, per-rank seeds, the Trainer's step count,
+random streams kept apart.
 
 >>> is_main_process()
 True
@@ -8,7 +9,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from typing import Iterator
 
 from torch import nn
 
@@ -50,3 +54,52 @@ def rank_seed(seed: int, rank: int) -> int:
     if not 0 <= rank < MAX_RANKS:
         raise ValueError(f"rank {rank}: must be in [0, {MAX_RANKS})")
     return int(seed) * MAX_RANKS + int(rank)
+
+
+def optimizer_steps(n_examples: int, batch_size: int, gradient_accumulation_steps: int = 1, epochs: float = 1.0,
+                    max_steps: int = -1, world_size: int = 1, drop_last: bool = False) -> int:
+    """Optimizer steps of a full run, counted as the HF Trainer counts them: ``max_steps`` when > 0, else
+    ``ceil(epochs * ceil(len_dataloader / gradient_accumulation_steps))`` with at least one update per epoch,
+    ``len_dataloader`` being the batches one process sees (its shard of the data).
+
+    >>> optimizer_steps(100, 16, gradient_accumulation_steps=2)  # 7 batches: 3 full accumulations and a partial one
+    4
+    >>> optimizer_steps(100, 16, epochs=2, world_size=2)
+    8
+    """
+    if max_steps > 0:
+        return max_steps
+    per_process = math.ceil(n_examples / world_size)  # the distributed sampler pads to equal shards
+    batches = per_process // batch_size if drop_last else math.ceil(per_process / batch_size)
+    per_epoch = max(math.ceil(batches / gradient_accumulation_steps), 1)
+    return math.ceil(epochs * per_epoch)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without touching the random streams around it: Python's, NumPy's and torch's (CPU and the
+    current accelerator) states are restored afterwards. An evaluation in the middle of training uses it, since
+    creating its data loader draws a seed from torch's generator and would shift every later dropout mask.
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0); a = torch.rand(1)
+    >>> _ = torch.manual_seed(0)
+    >>> with preserved_rng():
+    ...     _ = torch.rand(5)
+    >>> torch.equal(torch.rand(1), a)
+    True
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    device_type = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cuda"
+    devices = list(range(torch.cuda.device_count())) if device_type == "cuda" else [0]
+    with torch.random.fork_rng(devices=devices, device_type=device_type):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

@@ -34,8 +34,9 @@ from .patching import apply_dropout, current_rates
 from .recipe import Recipe
 from .regularization import RegularizationConfig, decay_parameter_names, doubled_batch, trainer_loss_function
 from .files import atomic_write_text, write_json
+from .run_identity import clean_recipe
 from .rundir import StepLogCallback, check_run_dir, clear_run, plot_learning_curve
-from .runtime import rank_seed
+from .runtime import preserved_rng, rank_seed
 from .spec import DropoutSpec
 
 
@@ -80,13 +81,20 @@ def _trainer_class():
     class DropoutTrainer(Trainer):
         """The HF Trainer with the recipe's decay rule (optionally no decay on embeddings), the loss computed from
         logits by ``compute_loss_func`` (:func:`~dropout_tune.regularization.trainer_loss_function`: normalised
-        by ``num_items_in_batch``, so gradient accumulation is exact) and optional R-Drop."""
+        by ``num_items_in_batch``, so gradient accumulation is exact), optional R-Drop, and evaluations that leave
+        the training's random streams alone (training with or without them gives bit-identical weights)."""
 
         def __init__(self, *args, regularization=None, **kwargs):
             self.regularization = regularization or RegularizationConfig()
             kwargs.setdefault("compute_loss_func", trainer_loss_function(
                 kwargs["model"], kwargs["args"].label_smoothing_factor, self.regularization.rdrop_alpha))
             super().__init__(*args, **kwargs)
+
+        def evaluate(self, *args, **kwargs):
+            # an evaluation draws from the random streams (its data loader's seed); mid-training that would shift
+            # every later dropout mask, so a trial evaluated every k steps would train other weights than its recipe
+            with preserved_rng():
+                return super().evaluate(*args, **kwargs)
 
         def get_decay_parameter_names(self, model):
             return decay_parameter_names(model, exclude_embeddings=self.regularization.exclude_embeddings_from_decay)
@@ -100,25 +108,29 @@ def _trainer_class():
 
 
 def _build_model(recipe: Recipe, task, model_path: str):
-    from .loading import load_model
+    from .loading import deferred_injection, load_model
 
     spec = recipe.dropout.parsed_spec()
     labels = {"num_labels": task.num_labels, "problem_type": task.problem_type}
     if not task.is_regression:
         labels.update(id2label=task.id2label, label2id={v: k for k, v in task.id2label.items()})
     base_spec = DropoutSpec(**{role: p for role, p in spec.items() if role != "lora"})
-    # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
-    # transformers' load report says so), as in the HF run_glue example
-    model = load_model(model_path, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
-                       ignore_mismatched_sizes=True, **labels)
     lora = recipe.model.lora
+    # ignore_mismatched_sizes: a checkpoint's head may have another label count; it is re-initialised (and
+    # transformers' load report says so), as in the HF run_glue example. With LoRA, injected sites come after the
+    # adapters wrap the modules they hook onto (down_proj, embed_tokens): injected before, they would drop the base
+    # layer's input only and the adapter's branch would see none of it (a schedule injects after wrapping too).
+    model = load_model(model_path, dropout=base_spec, attn_implementation=recipe.model.attn_implementation,
+                       ignore_mismatched_sizes=True, inject=lora is None, **labels)
     if lora is not None:
         from peft import LoraConfig, TaskType, get_peft_model
 
+        deferred = deferred_injection(model, base_spec)
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
                                                  lora_dropout=lora.dropout, target_modules=list(lora.target_modules)))
-        if spec.lora is not None:
-            apply_dropout(model, DropoutSpec(lora=spec.lora))
+        late = DropoutSpec(**dict(deferred.items()), lora=spec.lora)
+        if late:
+            apply_dropout(model, late, warn_missing=False)
     return model
 
 
@@ -218,7 +230,7 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
     if main:
         if replace_old_run:
             clear_run(run.run_dir)
-        atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
+        atomic_write_text(run.run_dir / "recipe.yaml", clean_recipe(recipe).to_yaml())
     result = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
     validation = trainer.evaluate(run.datasets["validation"], metric_key_prefix="validation")
     test = trainer.evaluate(run.datasets["test"], metric_key_prefix="test")
@@ -239,10 +251,12 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
         else None,
         "wall_time_s": round(time.time() - start, 1),
     }
-    if recipe.mc_eval.enabled:
-        metrics["mc_eval"] = _mc_eval(run)
     if main:
         _save_model(trainer, run.run_dir / "model")
+    if recipe.mc_eval.enabled:
+        trainer.accelerator.wait_for_everyone()  # the saved model is complete before any rank reads it
+        metrics["mc_eval"] = _mc_eval(run)
+    if main:
         write_json(run.run_dir / "metrics.json", metrics)
         plot_learning_curve(trainer.state.log_history, run.step_log.rows, run.run_dir / "learning_curve.png",
                             title=f"{recipe.name}: {run.task.name}")
@@ -251,12 +265,17 @@ def train(recipe: Recipe, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]
 
 
 def _mc_eval(run: TrainingRun) -> dict:
-    """MC-dropout evaluation of the trained model on the test split (``mc_eval.json``, ``reliability.png``); the
-    summary goes into metrics.json. Every rank takes part; gathering counts each example once."""
-    from .evaluation import evaluate_run
+    """MC-dropout evaluation of the saved model on the test split (``mc_eval.json``, ``reliability.png``); the
+    summary goes into metrics.json. Every rank takes part; gathering counts each example once.
 
-    result = evaluate_run(run.trainer.accelerator.unwrap_model(run.trainer.model), run.tokenizer, run.recipe,
-                          run.run_dir, accelerator=run.trainer.accelerator)
+    It evaluates the model as saved in ``model/`` (LoRA adapters merged, injected sites re-added from the config),
+    read back like ``dropout-tune mc-eval RUN_DIR`` reads it, so both sample the same sites at the same rates."""
+    from .evaluation import evaluate_run
+    from .loading import load_model
+
+    accelerator = run.trainer.accelerator
+    model = load_model(str(run.run_dir / "model")).to(accelerator.device)
+    result = evaluate_run(model, run.tokenizer, run.recipe, run.run_dir, accelerator=accelerator)
     return {k: v for k, v in result.items() if k != "reliability"}  # the bins stay in mc_eval.json
 
 

@@ -5,9 +5,10 @@ import math
 
 import pytest
 
-from dropout_tune.compare import (Comparison, Variant, holm, recipe_differences, run_comparison, summarize,
+from dropout_tune.compare import (Comparison, Variant, holm, run_comparison, summarize,
                                   variants_from)
 from dropout_tune.recipe import Recipe
+from dropout_tune.run_identity import recipe_differences
 from dropout_tune.testing import save_tiny_text_model, write_toy_text_task
 
 
@@ -99,7 +100,7 @@ def _toy_recipe(tmp_path, **training):
                              "training": {"batch_size": 4, "max_steps": 2, "eval_strategy": "no", **training}})
 
 
-def test_a_run_made_with_another_recipe_is_trained_again_not_reused(tmp_path):
+def test_a_run_made_with_another_recipe_is_refused_unless_overwrite(tmp_path, monkeypatch):
     variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1"])
     out = tmp_path / "cmp"
     log = []
@@ -107,11 +108,21 @@ def test_a_run_made_with_another_recipe_is_trained_again_not_reused(tmp_path):
     assert log == ["[1/1] const seed=1"]
     assert first.results["const"][1]["train"]["examples"] == 16
 
+    import dropout_tune.train
+
+    real_train = dropout_tune.train.train
+    monkeypatch.setattr(dropout_tune.train, "train", lambda *a, **k: pytest.fail("trained despite the refusal"))
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ValueError, match=r"seed1 holds a run that is not this one \(made with another recipe: "
+                                         r"data.max_train: 16 -> 32\); pass --overwrite"):
+        run_comparison(variants, [1], out, ["data.max_train=32"], log=log.append)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files  # nothing removed
+
+    monkeypatch.setattr(dropout_tune.train, "train", real_train)
     log.clear()
-    second = run_comparison(variants, [1], out, ["data.max_train=32"], log=log.append)
+    second = run_comparison(variants, [1], out, ["data.max_train=32"], log=log.append, overwrite=True)
     assert log[0] == "[1/1] const seed=1"
-    assert log[1].startswith(f"re-running {out / 'const' / 'seed1'}: made with another recipe")
-    assert "data.max_train: 16 -> 32" in log[1]
+    assert log[1].startswith(f"overwriting {out / 'const' / 'seed1'}: made with another recipe")
     assert second.results["const"][1]["train"]["examples"] == 32  # new numbers, not the stale run's
     saved = json.loads((out / "comparison.json").read_text())
     assert saved["variants"]["const"]["overrides"] == ["data.max_train=32"]
@@ -125,15 +136,29 @@ def test_a_run_made_with_another_recipe_is_trained_again_not_reused(tmp_path):
     assert third.results["const"][1] == second.results["const"][1]
 
 
-def test_another_schedule_under_the_same_label_is_trained_again(tmp_path):
+def test_another_schedule_under_the_same_label_is_trained_again_with_overwrite(tmp_path):
     base = _toy_recipe(tmp_path)
     out = tmp_path / "cmp"
     run_comparison(variants_from([base], ["v=all=0.1"]), [1], out, log=lambda _: None)
+    with pytest.raises(ValueError, match="dropout.schedule"):
+        run_comparison(variants_from([base], ["v=all=off_after:0.1:at=0.5"]), [1], out, log=lambda _: None)
     log = []
-    run_comparison(variants_from([base], ["v=all=off_after:0.1:at=0.5"]), [1], out, log=log.append)
-    assert "re-running" in log[1] and "dropout.schedule" in log[1]
+    run_comparison(variants_from([base], ["v=all=off_after:0.1:at=0.5"]), [1], out, log=log.append, overwrite=True)
+    assert "overwriting" in log[1] and "dropout.schedule" in log[1]
     steps = (out / "v" / "seed1" / "steps.jsonl").read_text().splitlines()
     assert json.loads(steps[-1])["dropout/hidden"] == 0.0  # the new schedule ran
+
+
+def test_an_unfinished_run_of_the_same_recipe_is_trained_again(tmp_path):
+    base = _toy_recipe(tmp_path)
+    out = tmp_path / "cmp"
+    variants = variants_from([base], ["v=all=0.1"])
+    run_comparison(variants, [1], out, log=lambda _: None)
+    (out / "v" / "seed1" / "metrics.json").unlink()  # as a killed attempt leaves it
+    log = []
+    run_comparison(variants, [1], out, log=log.append)
+    assert log[1] == f"re-running {out / 'v' / 'seed1'}: an unfinished run of this recipe (no metrics.json)"
+    assert (out / "v" / "seed1" / "metrics.json").is_file()
 
 
 def test_recipe_differences_name_the_keys():
@@ -244,3 +269,28 @@ def test_bad_workers_or_storage_are_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="--storage 'nosuch://x': cannot be opened"):
         run_comparison(variants, [1], tmp_path / "cmp", workers=2, storage="nosuch://x", log=log.append)
     assert log == [] and not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_identical_rerun_trains_nothing_removes_nothing_and_prints_the_same_table(tmp_path, workers):
+    """The executor trains with overwrite on; the run it records must still read as the same run on a rerun."""
+    import subprocess
+    import sys
+
+    base = _toy_recipe(tmp_path)
+    recipe_file = tmp_path / "toy.yaml"
+    recipe_file.write_text(base.to_yaml())
+    out = tmp_path / "cmp"
+    command = [sys.executable, "-m", "dropout_tune.cli", "compare", str(recipe_file), "--schedule", "a=all=0.1",
+               "--schedule", "b=all=0.0", "--seeds", "1", "2", "-o", str(out), "--workers", str(workers)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out}
+    assert len([p for p in files if p.name == "metrics.json"]) == 4
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "training" not in second.stdout and second.stdout.count("reusing") == 4
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out}
+    assert after == files  # no run file removed, rewritten or added
+    table = [line for line in first.stdout.splitlines() if line.startswith("|")]
+    assert table and table == [line for line in second.stdout.splitlines() if line.startswith("|")]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import TrainerCallback
 
 from dropout_tune.recipe import Recipe
@@ -273,3 +274,24 @@ def test_learning_curve_plot_leaves_the_matplotlib_backend_alone(tmp_path):
         assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
     finally:
         matplotlib.use(before)
+
+
+def test_evaluating_during_training_does_not_change_the_training(toy, tmp_path):
+    """Evaluations must not draw from the training's random streams (dropout masks, data order): a search trial
+    (evaluated every few steps) and its best_recipe.yaml (evaluated at the end) must train the same weights."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, training in (("never", {"eval_strategy": "no"}), ("often", {"eval_strategy": "steps", "eval_steps": 1}),
+                           ("epochs", {"epochs": 2, "eval_strategy": "epoch"})):
+        recipe = _recipe(toy, tmp_path / name, dropout={"schedule": "all=0.2"},
+                         training={"epochs": 2, "eval_strategy": "no", **training})
+        metrics = train(recipe)
+        runs[name] = (load_file(tmp_path / name / "run" / "model" / "model.safetensors"), metrics,
+                      [s.get("loss") for s in read_jsonl(tmp_path / name / "run" / "steps.jsonl")])
+    never, often, epochs = runs["never"], runs["often"], runs["epochs"]
+    for other in (often, epochs):
+        assert other[2] == never[2]  # every logged training loss
+        assert set(other[0]) == set(never[0])
+        assert all(torch.equal(other[0][k], never[0][k]) for k in never[0])  # bit-identical weights
+        assert other[1]["validation"]["accuracy"] == never[1]["validation"]["accuracy"]

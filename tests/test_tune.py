@@ -2,6 +2,7 @@
 the test split never evaluated during the search, pruning, the executor, the confirm verdict, the Ray backend."""
 
 import csv
+import math
 import os
 import re
 import signal
@@ -164,10 +165,20 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     for k, (variant, seed) in enumerate([("found", 1), ("found", 2), ("recipe", 1), ("recipe", 2)], 1):
         assert f"[confirm {k}/4] {variant} seed {seed}\n" in printed and f"[confirm {k}/4] {variant} seed {seed}" in log
     assert "best: trial" in log and "configuration is" in log
+    # ... and reproduces its trial: evaluating only at the end trains the same weights as the trial's rungs did
+    from dropout_tune.train import train
+
+    again = train(Recipe.from_yaml(out / "best_recipe.yaml", ["training.eval_strategy=no",
+                                                                f"training.output_dir={tmp_path / 'again'}"]))
+    assert again["validation"]["accuracy"] == pytest.approx(float(best_row["value"]), abs=1e-12)
     report = (out / "report.md").read_text()
     for needle in ("## Best configuration", "## Compute", "## Which knobs mattered", "found − recipe (paired)",
-                   "configuration is"):
+                   "The found configuration", "Confirm seeds 2, 3; every search trial trained at seed 1"):
         assert needle in report, needle
+    # confirm seeds are disjoint from the search's (the recipe's seed 1): no confirm run repeats a trial
+    confirmed = yaml.safe_load((out / "confirm" / "confirm.json").read_text())
+    assert confirmed["seeds"] == [2, 3] and confirmed["search_seed"] == 1
+    assert sorted(p.name for p in (out / "confirm" / "found").iterdir()) == ["seed2", "seed3"]
     before = {r["number"]: (r["value"], r["params_rate.hidden"]) for r in rows}
     logs = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/steps.jsonl")}
     # the same command with more trials continues the study: old trials kept, not rerun, new ones differ
@@ -440,7 +451,8 @@ def test_a_job_claimed_by_another_worker_is_not_run_twice(tmp_path, monkeypatch)
     import optuna
 
     import dropout_tune.train as train_module
-    from dropout_tune.tune.executor import ClaimLost, JobPlan, _Job, recipe_key
+    from dropout_tune.run_identity import recipe_key
+    from dropout_tune.tune.executor import ClaimLost, JobPlan, _Job
 
     monkeypatch.setattr(train_module, "train", lambda recipe: pytest.fail("a claimed job was trained again"))
     recipe = Recipe()
@@ -467,6 +479,55 @@ def test_confirm_verdict_follows_the_paired_interval(found, recipe, word):
     assert c.p_value() == pytest.approx(stats.ttest_rel(list(found.values()), list(recipe.values())).pvalue)
     assert "found − recipe (paired)" in c.table()
     assert "one seed" in Confirmation("accuracy", {1: 0.8}, {1: 0.7}).verdict()
+
+
+def test_a_nan_confirm_score_is_no_verdict_not_within_noise():
+    nan = float("nan")
+    c = Confirmation("accuracy", {1: nan, 2: 0.80, 3: 0.81}, {1: 0.78, 2: 0.79, 3: 0.785})
+    assert c.verdict().startswith("No verdict: found/seed1 gave no finite test accuracy (NaN)")
+    assert "within noise" not in c.verdict() and "nan, nan" not in c.verdict()
+    assert c.p_value() is None and c.interval() is None
+    assert "p = —" in c.table()
+
+
+def test_differences_equal_up_to_rounding_have_no_p_value():
+    from dropout_tune.compare import Comparison
+
+    found, recipe = {1: 0.8, 2: 0.9, 3: 0.7}, {1: 0.7, 2: 0.8, 3: 0.6}  # +0.1 each, rounded differently (~1e-16)
+    assert len({found[s] - recipe[s] for s in found}) > 1  # the float differences are not all equal
+    c = Confirmation("accuracy", found, recipe)
+    assert c.p_value() is None and "p = —" in c.table()
+    assert "by the same +0.1000 test accuracy on each of 3 seeds" in c.verdict()
+    metrics = lambda v: {"main_metric": "accuracy", "test": {"accuracy": v}, "validation": {"accuracy": v},  # noqa
+                         "train": {"runtime_s": 1.0}}
+    comparison = Comparison("accuracy", {"base": {s: metrics(v) for s, v in recipe.items()},
+                                         "x": {s: metrics(v) for s, v in found.items()}})
+    assert comparison.differences()["x"]["p"] is None and "| — |" in comparison.table()
+
+
+def test_a_trial_whose_last_evaluation_is_nan_has_no_value(toy, tmp_path, monkeypatch):
+    """An earlier evaluation must not stand in for the last one: the trial fails, saying why."""
+    import dropout_tune.metrics as metrics_module
+
+    real = metrics_module.make_compute_metrics
+
+    def nan_at_the_end(task):
+        compute, calls = real(task), []
+
+        def wrapped(prediction):
+            calls.append(1)
+            out = compute(prediction)
+            if len(calls) >= 2:  # the evaluation at the last step (4 of 4, every 2)
+                out[task.main_metric] = float("nan")
+            return out
+        return wrapped
+
+    monkeypatch.setattr(metrics_module, "make_compute_metrics", nan_at_the_end)
+    recipe = Recipe.from_yaml(toy / "toy.yaml", [f"training.output_dir={tmp_path / 'trial'}"])
+    outcome = run_trial(recipe, lambda value, step, total: False)
+    assert [step for step, _ in outcome.reports] == [2]  # the finite evaluation, reported to the engine
+    assert math.isnan(outcome.value) and outcome.failed
+    assert outcome.note == "validation accuracy was NaN at step 4 (its last evaluation): no value to rank"
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------
@@ -496,3 +557,24 @@ def test_ray_backend_finishes_a_two_trial_search(toy, tmp_path):
     study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
     assert len(study.trials) == 2 and all(t.params.get("shape") for t in study.trials)
     assert (out / "search.json").is_file()
+
+
+@pytest.mark.parametrize("n, batch, accumulation, epochs, max_steps", [
+    (100, 16, 2, 1.0, -1), (100, 16, 3, 2.0, -1), (7, 16, 4, 1.5, -1), (64, 8, 1, 0.5, -1), (100, 16, 2, 1.0, 5)])
+def test_the_step_budget_is_the_trainers_own_count(tmp_path, n, batch, accumulation, epochs, max_steps):
+    """Ray ASHA's max_t and Optuna's rungs come from total_steps: it must be what the Trainer will run."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from dropout_tune.testing import tiny_model
+    from dropout_tune.tune.search import total_steps
+
+    recipe = Recipe.from_dict({"training": {"batch_size": batch, "gradient_accumulation_steps": accumulation,
+                                            "epochs": epochs, "max_steps": max_steps}})
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch, num_train_epochs=epochs,
+                             gradient_accumulation_steps=accumulation, max_steps=max_steps, report_to="none",
+                             use_cpu=True)
+    data = Dataset.from_dict({"input_ids": [[1, 2, 3]] * n, "labels": [0] * n})
+    trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=data)
+    trainers_count = trainer.set_initial_training_values(args, trainer.get_train_dataloader())[-1]
+    assert total_steps(recipe, n) == trainers_count

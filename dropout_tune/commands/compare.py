@@ -2,8 +2,9 @@
 each seed, print mean ± 95% CI per variant and paired differences against the first (Holm-adjusted p-values with
 three or more variants), and write comparison.json, comparison.md and comparison.png.
 
-A finished run under the output directory is reused only when it was made with the same resolved recipe; otherwise
-it is trained again and the differing keys are printed."""
+A finished run under the output directory is reused when it was made with the same resolved recipe, so an identical
+rerun trains nothing and removes nothing. A folder holding a run made with another recipe is refused before anything
+trains (naming the differing keys) unless --overwrite."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ def register(subparsers) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="recipe override applied to every variant, e.g. data.max_train=2000")
     parser.add_argument("-o", "--output", default="runs/compare", help="output directory (default: %(default)s)")
-    parser.add_argument("--no-reuse", action="store_true", help="retrain runs that already have metrics.json")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="retrain runs that already have metrics.json (their files are replaced)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace runs in the output directory that were made with another recipe")
     parser.add_argument("--workers", type=int, default=1,
                         help="train runs in parallel in this many processes (one device each where there are "
                              "several), through the job executor of tune (default: %(default)s, in this process)")
@@ -37,7 +41,7 @@ def run(args) -> int:
     recipes = [Recipe.from_yaml(resolve_recipe(name)) for name in args.recipes]
     variants = variants_from(recipes, args.schedule)
     comparison = run_comparison(variants, args.seeds, args.output, args.overrides, reuse=not args.no_reuse,
-                                workers=args.workers, storage=args.storage)
+                                workers=args.workers, storage=args.storage, overwrite=args.overwrite)
     print(comparison.table())
     print(f"written: {args.output}/comparison.json, comparison.md, comparison.png")
     return 0

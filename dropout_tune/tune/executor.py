@@ -2,43 +2,31 @@
 once with ``dropout_tune.train.train``, in ``workers`` processes that claim jobs from one study, and returns their
 ``metrics.json`` contents in order.
 
-A job is keyed by its resolved recipe (every field but ``name``, ``training.output_dir`` and
-``training.overwrite``): a job whose key already finished in this storage is reused, never retrained; anything that
-changes the recipe (a seed, a rate, a data size) is a new job. Claims heartbeat like search trials, so a killed run's job is retried by the next run. The confirm stage
-of ``tune`` runs on it, and so does ``compare --workers K`` (variants x seeds in parallel, resumable).
-
-Example:
-    >>> recipe_key(Recipe.from_dict({"name": "a"})) == recipe_key(Recipe.from_dict({"name": "b"}))
-    True
-    >>> recipe_key(Recipe()) == recipe_key(Recipe.from_dict({"training": {"seed": 1}}))
-    False
+A job is keyed by its run identity (``run_identity.recipe_key``: the resolved recipe without the settings that
+change nothing, like ``name``, ``training.output_dir`` and ``training.overwrite``): a job whose key already
+finished in this storage is reused, never retrained, and so is a finished run of the same recipe found in the
+job's folder; anything that changes the recipe (a seed, a rate, a data size) is a new job. A job's folder holding
+a run made with another recipe is refused unless the plan says ``overwrite``; only an unfinished run of the same
+recipe (a killed attempt) is replaced without it. Claims heartbeat like search trials, so a killed run's job is
+retried by the next run. The confirm stage of ``tune`` runs on it, and so does ``compare --workers K`` (variants x
+seeds in parallel, resumable).
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from ..files import json_safe
 from ..recipe import Recipe
+from ..run_identity import plan_run_dir, recipe_key
 from . import storage as storage_mod
 
 
 class ClaimLost(Exception):
     """Another worker claimed the same job first (lower trial number) or finished it meanwhile."""
-
-
-def recipe_key(recipe: Recipe) -> str:
-    """A digest of everything in ``recipe`` that can change what is trained."""
-    data = recipe.to_dict()
-    data.pop("name", None)
-    for key in ("output_dir", "overwrite"):  # where a run is written, and whether an old one may be replaced there
-        data["training"].pop(key, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -50,6 +38,7 @@ class JobPlan:
     heartbeat_s: int
     grace_s: int
     since: Optional[datetime.datetime]  # with reuse off: only jobs finished after this count
+    overwrite: bool = False  # the user asked to replace runs made with another recipe in the jobs' folders
     announce: Optional[Callable[[int, int, str], None]] = None  # (index, jobs, label) as a job starts training
 
     @property
@@ -91,11 +80,14 @@ class _Job:
             trial.set_user_attr("note", "not run: claimed by another worker")
             raise ClaimLost()
         recipe = Recipe.from_dict(self.plan.recipes[self.index])
-        # the storage, not the folder, says what finished: files a killed attempt left there are stale
-        recipe.training.overwrite = True
-        if self.plan.announce is not None:
-            self.plan.announce(self.index, len(self.plan.recipes), self.plan.labels[self.index])
-        metrics = train(recipe)
+        decision = plan_run_dir(recipe, reuse=self.plan.since is None, overwrite=self.plan.overwrite)
+        if decision.action == "reuse":  # finished in its folder (an earlier run without this storage)
+            metrics = decision.metrics
+        else:
+            recipe.training.overwrite = decision.overwrite
+            if self.plan.announce is not None:
+                self.plan.announce(self.index, len(self.plan.recipes), self.plan.labels[self.index])
+            metrics = train(recipe)
         trial.set_user_attr("metrics", json_safe(metrics))
         return 0.0  # the job's result is its metrics (user attribute), not a value to optimise
 
@@ -129,7 +121,7 @@ def _claim_and_run(plan: JobPlan, worker: int) -> None:
 
 
 def run_recipes(recipes: Sequence[Recipe], storage: str, study: str = "runs", workers: int = 1,
-                labels: Optional[Sequence[str]] = None, reuse: bool = True,
+                labels: Optional[Sequence[str]] = None, reuse: bool = True, overwrite: bool = False,
                 heartbeat_s: int = storage_mod.HEARTBEAT_S, grace_s: int = storage_mod.GRACE_S,
                 announce: Optional[Callable[[int, int, str], None]] = None) -> list[dict]:
     """Train every recipe (see the module docstring); returns each recipe's metrics, in order. ``announce`` (picklable)
@@ -141,7 +133,7 @@ def run_recipes(recipes: Sequence[Recipe], storage: str, study: str = "runs", wo
     labels = list(labels) if labels is not None else [r.name for r in recipes]
     since = None if reuse else datetime.datetime.now()
     plan = JobPlan(tuple(r.to_dict() for r in recipes), tuple(labels), storage, study, heartbeat_s, grace_s, since,
-                   announce)
+                   overwrite, announce)
     done = _finished(_load_study(plan), since)
     pending = len({k for k in plan.keys if k not in done})
     if pending:

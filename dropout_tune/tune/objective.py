@@ -32,23 +32,33 @@ class TrialOutcome:
     budget_steps: int
     pruned: bool
     reports: list[tuple[int, float]] = field(default_factory=list)
+    note: str = ""  # why there is no value (the last evaluation gave none): the trial failed, it is not scored
+
+    @property
+    def failed(self) -> bool:
+        return self.value is None or math.isnan(self.value)
 
 
 class ReportCallback(TrainerCallback):
     """Sends ``eval_<metric>`` to ``reporter`` after every evaluation; stops training when it answers True
-    (never after the last step: a trial that used its whole budget is complete)."""
+    (never after the last step: a trial that used its whole budget is complete). An evaluation without a finite
+    value is not reported (engines rank numbers), but it is remembered: a trial is scored by its last evaluation,
+    never by an earlier one standing in for it."""
 
     def __init__(self, reporter: Reporter, metric: str = ""):
         self.reporter = reporter
         self.metric = metric
         self.reports: list[tuple[int, float]] = []
+        self.evaluated: list[tuple[int, float]] = []  # every evaluation, NaN included
         self.stopped = False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = (metrics or {}).get(f"eval_{self.metric}")
-        if value is None or math.isnan(float(value)):
+        value = float("nan") if value is None else float(value)
+        self.evaluated.append((state.global_step, value))
+        if math.isnan(value):
             return
-        self.reports.append((state.global_step, float(value)))
+        self.reports.append((state.global_step, value))
         stop = self.reporter(float(value), state.global_step, state.max_steps)
         if stop and state.global_step < state.max_steps:
             self.stopped = True
@@ -81,11 +91,13 @@ def run_trial(recipe: Recipe, reporter: Reporter) -> TrialOutcome:
     try:
         trainer.train()
         state = trainer.state
-        if not callback.stopped and (not callback.reports or callback.reports[-1][0] != state.global_step):
+        if not callback.stopped and (not callback.evaluated or callback.evaluated[-1][0] != state.global_step):
             trainer.evaluate()  # the trainer's eval_dataset: validation; reported through the callback
-        value = callback.reports[-1][1] if callback.reports else float("nan")
+        step, value = callback.evaluated[-1] if callback.evaluated else (state.global_step, float("nan"))
+        note = (f"validation {callback.metric} was NaN at step {step} (its last evaluation): no value to rank"
+                if math.isnan(value) else "")
         _remove_if_empty(Path(trainer.args.output_dir))  # the Trainer's folder for checkpoints trials never save
-        return TrialOutcome(value, state.global_step, state.max_steps, callback.stopped, list(callback.reports))
+        return TrialOutcome(value, state.global_step, state.max_steps, callback.stopped, list(callback.reports), note)
     finally:
         del trainer, run
         _release_memory()

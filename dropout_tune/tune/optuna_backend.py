@@ -85,6 +85,8 @@ class Objective:
         trial.set_user_attr("budget_steps", outcome.budget_steps)
         if outcome.pruned:
             raise optuna.TrialPruned(f"pruned at step {outcome.steps} of {outcome.budget_steps}")
+        if outcome.failed:
+            trial.set_user_attr("note", outcome.note)  # Optuna fails a NaN value; the note says why
         return outcome.value
 
 

@@ -46,7 +46,9 @@ def _ray_trial(config: dict, plan: Plan) -> None:
         tune.report({METRIC: value, "step": step, "budget_steps": total})
         return False
 
-    run_trial(recipe, report)
+    outcome = run_trial(recipe, report)
+    if outcome.failed and not outcome.pruned:  # an earlier evaluation must not stand in for the last one
+        raise RuntimeError(outcome.note)
 
 
 def search_with_ray(plan: Plan) -> list[TrialRecord]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..recipe import Recipe, apply_overrides, load_yaml
+from ..run_identity import identity
 from . import storage as storage_mod
 from .plan import Plan
 from .space import SearchSpace, apply_params, model_roles
@@ -90,16 +91,18 @@ def _read_space_file(path: str) -> Any:
 
 
 def total_steps(recipe: Recipe, n_train: int) -> int:
-    """Optimizer steps of a full run, as the Trainer counts them (``max_steps`` wins over epochs).
+    """Optimizer steps of a full run, as the Trainer counts them (``runtime.optimizer_steps``; ``max_steps`` wins
+    over epochs). Every backend's budget (Optuna's rungs, Ray ASHA's ``max_t``) is this number.
 
     >>> total_steps(Recipe.from_dict({"training": {"epochs": 2, "batch_size": 16}}), 100)
     14
+    >>> total_steps(Recipe.from_dict({"training": {"batch_size": 16, "gradient_accumulation_steps": 2}}), 100)
+    4
     """
+    from ..runtime import optimizer_steps
+
     t = recipe.training
-    if t.max_steps > 0:
-        return t.max_steps
-    per_epoch = max(math.ceil(n_train / t.batch_size) // t.gradient_accumulation_steps, 1)
-    return math.ceil(t.epochs * per_epoch)
+    return optimizer_steps(n_train, t.batch_size, t.gradient_accumulation_steps, t.epochs, t.max_steps)
 
 
 def _search_recipe(recipe: Recipe, n_train: int) -> tuple[dict, int, int]:
@@ -167,9 +170,7 @@ def _create_study(plan: Plan):
     with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([f"validation {plan.metric}"])  # the dashboard's axis label
-    fingerprint = dict(plan.search_recipe)
-    fingerprint["training"] = {k: v for k, v in fingerprint["training"].items() if k != "output_dir"}
-    storage_mod.bind_study(study, "recipe", fingerprint)
+    storage_mod.bind_study(study, "recipe", identity(Recipe.from_dict(plan.search_recipe)))
     storage_mod.bind_study(study, "space", plan.space)
     return study
 

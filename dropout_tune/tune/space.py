@@ -304,11 +304,13 @@ def apply_params(recipe: Recipe, values: Mapping[str, Any], roles: Optional[Sequ
 
 
 def model_roles(recipe: Recipe) -> tuple[str, ...]:
-    """The dropout roles the recipe's model has (read from a weightless copy built on the meta device), plus
-    ``lora`` when the recipe adds LoRA adapters."""
+    """The dropout roles the recipe's model can have: those it has sites for (read from a weightless copy built on
+    the meta device), those its family injects (a decoder's ``embedding``, ``hidden``, ``activation``), and ``lora``
+    when the recipe adds LoRA adapters."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    from ..injection import injectable_roles
     from ..loading import resolve_model_path
     from ..patching import inspect_dropout
 
@@ -319,7 +321,7 @@ def model_roles(recipe: Recipe) -> tuple[str, ...]:
                          f"({str(err).splitlines()[0]})") from None
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
-    found = {site.role for site in inspect_dropout(model) if site.role}
+    found = {site.role for site in inspect_dropout(model) if site.role} | set(injectable_roles(model))
     if recipe.model.lora is not None:
         found.add("lora")
     return tuple(role for role in ROLES if role in found)
