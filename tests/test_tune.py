@@ -2,6 +2,7 @@
 the test split never evaluated during the search, pruning, the executor, the confirm verdict, the Ray backend."""
 
 import csv
+import json
 import math
 import os
 import re
@@ -165,7 +166,7 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     for k, variant in enumerate(["found", "found", "recipe", "recipe"], 1):
         line = rf"\[confirm {k}/4\] {variant} seed \d+$"
         assert re.search(line, printed, re.M) and re.search(line, log, re.M), k
-    assert "best: trial" in log and "configuration is" in log
+    assert "best: trial" in log and json.loads((out / "confirm" / "confirm.json").read_text())["verdict"] in log
     # ... and reproduces its trial: evaluating only at the end trains the same weights as the trial's rungs did
     from dropout_tune.train import train
 
@@ -205,7 +206,7 @@ def test_pruned_trials_stop_early_and_record_their_steps(toy, tmp_path, monkeypa
     """The Optuna wiring: a trial reporting worse values than the first is pruned at the first rung."""
     from dropout_tune.tune import optuna_backend
 
-    def fake_run_trial(recipe, reporter):
+    def fake_run_trial(recipe, reporter, **options):
         value = 1.0 - recipe.dropout.parsed_schedule()["hidden"].max_rate  # more dropout, worse (by fiat)
         reports = []
         for step in (2, 4, 6, 8):
@@ -579,3 +580,77 @@ def test_the_step_budget_is_the_trainers_own_count(tmp_path, n, batch, accumulat
     trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=data)
     trainers_count = trainer.set_initial_training_values(args, trainer.get_train_dataloader())[-1]
     assert total_steps(recipe, n) == trainers_count
+
+
+# --- objectives and constraints ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--objective", "acuracy"], "--objective: 'acuracy' is not a validation metric of this task (one of: accuracy,"),
+    (["--objective", "accuracy,accuracy"], "names a metric twice"),
+    (["--constraint", "ece<0.05"], "--constraint: 'ece<0.05' must be METRIC<=NUMBER or METRIC>=NUMBER"),
+    (["--constraint", "ecee<=0.05"], "--constraint: 'ecee' is not a validation metric"),
+    (["--backend", "ray", "--objective", "accuracy,nll"], "--backend ray: --objective and --constraint need the "
+                                                           "Optuna backend"),
+])
+def test_bad_objectives_are_one_line_and_exit_2(toy, tmp_path, capsys, extra, needle):
+    if "ray" in extra:
+        pytest.importorskip("ray.tune")
+    assert cli.main(["tune", str(toy / "toy.yaml"), "--trials", "2", "-o", str(tmp_path / "out"), *extra]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+def test_two_objectives_give_a_pareto_front_its_recipes_and_a_confirmed_choice(toy, tmp_path):
+    import optuna
+
+    out = tmp_path / "out"
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--objective", "accuracy,nll", "--confirm-seeds", "1",
+            "-o", str(out)]
+    assert cli.main(args) == 0
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["validation accuracy", "validation nll"]
+    trials = study.trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)  # no pruning with two objectives
+    assert all(not t.intermediate_values for t in trials)
+    for t in trials:  # the values are the last validation evaluation's metrics
+        assert t.values == [t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["nll"]]
+    front = sorted(t.number for t in study.best_trials)
+    # the front: no completed trial dominates a member
+    for t in study.best_trials:
+        assert not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values
+                       for o in trials)
+    assert sorted(p.name for p in (out / "pareto").iterdir()) == [f"trial{n:04d}.yaml" for n in front]
+    chosen = max((t for t in study.best_trials), key=lambda t: (t.values[0], -t.number))
+    assert f"trial {chosen.number}," in (out / "best_recipe.yaml").read_text().splitlines()[0]
+    rows = _rows(out)
+    assert {"value_accuracy", "value_nll"} <= set(rows[0])
+    report = (out / "report.md").read_text()
+    assert "### Pareto front" in report and "no pruning" in report and (out / "pareto.png").is_file()
+    assert f"| {chosen.number} (best_recipe.yaml) |" in report
+    assert (out / "confirm" / "confirm.json").is_file()
+    # the same search with another objective is refused, not mixed in
+    assert cli.main(["tune", str(toy / "toy.yaml"), "--trials", "5", "--confirm-seeds", "0", "-o", str(out)]) == 2
+
+
+def test_a_constraint_keeps_the_choice_inside_the_bound(toy, tmp_path):
+    import optuna
+
+    out = tmp_path / "out"
+    base = ["tune", str(toy / "toy.yaml"), "--trials", "3", "--confirm-seeds", "0"]
+    assert cli.main(base + ["--constraint", "ece<=1", "-o", str(out)]) == 0  # every trial within
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    for t in study.trials:
+        ece = t.user_attrs["metrics"]["ece"]
+        assert t.user_attrs["constraint"] == [pytest.approx(ece - 1)] and t.system_attrs["constraints"] == [
+            pytest.approx(ece - 1)]  # Optuna's sampler stored what constraints_func returned
+    assert all(r["feasible"] == "True" for r in _rows(out))
+    best = max(study.trials, key=lambda t: (t.value, -t.number))
+    assert f"trial {best.number}," in (out / "best_recipe.yaml").read_text().splitlines()[0]
+    # a bound no trial meets: no configuration is chosen, nothing is confirmed, the report says why
+    out2 = tmp_path / "out2"
+    assert cli.main(base + ["--constraint", "ece<=-1", "--confirm-seeds", "1", "-o", str(out2)]) == 0
+    assert all(r["feasible"] == "False" for r in _rows(out2))
+    assert not (out2 / "best_recipe.yaml").exists() and not (out2 / "confirm").exists()
+    assert "No completed trial meets it" in (out2 / "report.md").read_text()

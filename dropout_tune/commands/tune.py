@@ -29,6 +29,13 @@ def register(subparsers) -> None:
     parser.add_argument("--confirm-seeds", type=int, default=3, metavar="S",
                         help="re-train the best and the recipe's own configuration over S seeds and compare them on "
                              "the test split (default: %(default)s; 0 skips it)")
+    parser.add_argument("--objective", metavar="METRIC[,METRIC...]",
+                        help="validation metric(s) to optimise, each in its direction (nll, ece, brier, mce, "
+                             "adaptive_ece minimised; others maximised); several make a multi-objective search "
+                             "with a Pareto front and no pruning (default: the task's main metric)")
+    parser.add_argument("--constraint", action="append", default=[], metavar="METRIC<=X",
+                        help="keep the search inside a bound on a final validation metric, e.g. \"ece<=0.05\" "
+                             "(Optuna's constraints_func; repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
     parser.add_argument("--ray-address", metavar="ADDRESS", help="address of an existing Ray cluster (default: a local Ray)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -46,7 +53,8 @@ def run(args) -> int:
     settings = TuneSettings(recipe_path=args.recipe, output_dir=output, trials=args.trials, space_path=args.space,
                             overrides=tuple(args.overrides), workers=args.workers, storage=args.storage,
                             study=args.study, backend=args.backend, pruner=args.pruner,
-                            confirm_seeds=args.confirm_seeds, seed=args.seed, ray_address=args.ray_address)
+                            confirm_seeds=args.confirm_seeds, seed=args.seed, ray_address=args.ray_address,
+                            objective=args.objective, constraints=tuple(args.constraint))
     try:
         result = run_tune(settings)
     except RuntimeError as err:  # a worker or trials failed: their errors are above; rerunning continues

@@ -36,10 +36,14 @@ def _value(value: Any) -> str:
 
 
 def trial_line(k: int, n: int, number: int, params: Mapping[str, Any], state: str, value: Optional[float],
-               where: Optional[str], elapsed_s: float, eta_s: Optional[float]) -> str:
-    """One finished trial: its place among the N wanted, number, parameters, outcome, time so far and left."""
+               where: Optional[str], elapsed_s: float, eta_s: Optional[float],
+               values: Optional[Mapping[str, float]] = None) -> str:
+    """One finished trial: its place among the N wanted, number, parameters, outcome (``values``: each objective's,
+    with several), time so far and left."""
     shown = "".join(f" {name}={_value(v)}" for name, v in params.items())
     score = "no value" if value is None else f"{value:.4f}"
+    if values:
+        score = " ".join(f"{name} {v:.4f}" for name, v in values.items())
     outcome = {"COMPLETE": score, "PRUNED": f"pruned{f' at {where}' if where else ''}, {score}"}.get(
         state, f"{state.lower()}{f' ({where})' if where else ''}")
     timing = duration(elapsed_s) + ("" if eta_s is None else f", ETA {duration(eta_s)}")
