@@ -23,6 +23,7 @@ COMMANDS = {
     "mc-eval": "mc_eval",
     "compare": "compare",
     "tune": "tune",
+    "dashboard": "dashboard",
     "demo": "demo",
 }
 

@@ -237,6 +237,30 @@ def test_workers_train_variants_in_parallel_processes_and_resume_through_the_sto
     assert not (out / "const" / "seed1").exists()
 
 
+def test_workers_on_postgresql_then_an_identical_rerun_trains_nothing_and_removes_nothing(tmp_path, postgres_server,
+                                                                                          monkeypatch):
+    import optuna
+
+    import dropout_tune.train as train_module
+
+    url = postgres_server()  # a real server (tests/conftest.py)
+    variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1", "off=all=off_after:0.1:at=0.5"])
+    out = tmp_path / "cmp"
+    first = run_comparison(variants, [1, 2], out, log=[].append, workers=2, storage=url)
+    jobs = [t for t in optuna.load_study(study_name="compare", storage=url).trials if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs["label"] for t in jobs) == ["const/seed1", "const/seed2", "off/seed1", "off/seed2"]
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out}
+    assert len([p for p in files if p.name == "metrics.json"]) == 4
+    n_trials = len(optuna.load_study(study_name="compare", storage=url).trials)
+    monkeypatch.setattr(train_module, "train", lambda recipe: pytest.fail(f"retrained {recipe.training.output_dir}"))
+    log = []
+    second = run_comparison(variants, [1, 2], out, log=log.append, workers=2, storage=url)
+    assert not any(line.startswith(("re-running", "training ")) for line in log), log
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out} == files
+    assert len(optuna.load_study(study_name="compare", storage=url).trials) == n_trials  # no job claimed
+    assert second.results == first.results
+
+
 def test_bad_workers_or_storage_are_refused_before_training(tmp_path):
     variants = variants_from([_toy_recipe(tmp_path)], ["const=all=0.1"])
     with pytest.raises(ValueError, match="--workers: 0 must be >= 1"):

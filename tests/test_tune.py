@@ -2,8 +2,10 @@
 the test split never evaluated during the search, pruning, the executor, the confirm verdict, the Ray backend."""
 
 import csv
+import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -145,7 +147,7 @@ def test_bad_space_or_seed_is_one_line_and_creates_nothing(toy, tmp_path, capsys
 
 # --- a tiny search --------------------------------------------------------------------------------------------------
 
-def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_path, monkeypatch):
+def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_path, monkeypatch, capsys):
     from transformers import Trainer
 
     evaluations = []  # (run directory, examples evaluated) for every evaluation of every Trainer
@@ -160,7 +162,7 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--confirm-seeds", "2", "-o", str(out)]
     assert cli.main(args) == 0
     for name in ("trials.csv", "best_recipe.yaml", "report.md", "history.png", "importance.png", "study.db",
-                 "confirm/confirm.json"):
+                 "confirm/confirm.json", "tune.log", "search.json"):
         assert (out / name).is_file(), name
     rows = _rows(out)
     assert [int(r["number"]) for r in rows] == [0, 1, 2, 3] and len(_finished(rows)) == 4
@@ -176,6 +178,16 @@ def test_tiny_search_writes_outputs_continues_and_never_evaluates_test(toy, tmp_
     best_row = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: (float(r["value"]),
                                                                                   -int(r["number"])))
     assert best.dropout.parsed_schedule()["hidden"].max_rate == pytest.approx(float(best_row["params_rate.hidden"]))
+    # progress: a line per trial and per confirm run, printed and kept in OUT/tune.log
+    printed = capsys.readouterr().out
+    log = (out / "tune.log").read_text()
+    for k in range(1, 5):
+        assert re.search(rf"^\[trial {k}/4\] #\d+ rate\.\S+=[\d.]+ .*: .*\(\d+s(, ETA \d+s)?\)$", printed, re.M), k
+        assert f"[trial {k}/4] #" in log
+    for k, variant in enumerate(["found", "found", "recipe", "recipe"], 1):
+        line = rf"\[confirm {k}/4\] {variant} seed \d+$"
+        assert re.search(line, printed, re.M) and re.search(line, log, re.M), k
+    assert "best: trial" in log and json.loads((out / "confirm" / "confirm.json").read_text())["verdict"] in log
     # ... and reproduces its trial: evaluating only at the end trains the same weights as the trial's rungs did
     from dropout_tune.train import train
 
@@ -215,7 +227,7 @@ def test_pruned_trials_stop_early_and_record_their_steps(toy, tmp_path, monkeypa
     """The Optuna wiring: a trial reporting worse values than the first is pruned at the first rung."""
     from dropout_tune.tune import optuna_backend
 
-    def fake_run_trial(recipe, reporter):
+    def fake_run_trial(recipe, reporter, **options):
         value = 1.0 - recipe.dropout.parsed_schedule()["hidden"].max_rate  # more dropout, worse (by fiat)
         reports = []
         for step in (2, 4, 6, 8):
@@ -311,27 +323,30 @@ def slow(self, *args, **kwargs):
     return original(self, *args, **kwargs)
 transformers.Trainer.training_step = slow
 from dropout_tune.tune.search import TuneSettings, run_tune
-run_tune(TuneSettings(sys.argv[1], sys.argv[2], trials=3, confirm_seeds=0, heartbeat_s=1, grace_s=3))
+run_tune(TuneSettings(sys.argv[1], sys.argv[2], trials=3, confirm_seeds=0, heartbeat_s=1, grace_s=3,
+                      storage=sys.argv[3] or None))
 """
 
 
-def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_path):
+def _kill_mid_trial_then_rerun(toy, out, storage=None):
+    """A search killed (SIGKILL) while a trial is training, then the same search run again: exactly 3 finished
+    trials, the killed one marked FAIL (its heartbeat stopped) and replaced."""
     import optuna
 
-    out = tmp_path / "out"
+    url = storage or f"sqlite:///{out / 'study.db'}"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    stderr = tmp_path / "child.stderr"
+    stderr = out.parent / "child.stderr"
     with stderr.open("w") as sink:
-        child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out)], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=sink)
+        child = subprocess.Popen([sys.executable, "-c", _SLOW_SEARCH, str(toy / "toy.yaml"), str(out), storage or ""],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.5)
-            if not (out / "study.db").is_file():
+            if storage is None and not (out / "study.db").is_file():
                 continue
             try:
-                trials = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}").trials
+                trials = optuna.load_study(study_name="toy", storage=url).trials
             except Exception:  # noqa: BLE001 - the study may not exist yet
                 continue
             if any(t.state.name == "RUNNING" and t.intermediate_values for t in trials):
@@ -343,11 +358,17 @@ def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_p
         child.kill()
         child.wait()
     result = run_tune(TuneSettings(str(toy / "toy.yaml"), str(out), trials=3, confirm_seeds=0, heartbeat_s=1,
-                                   grace_s=3))
+                                   grace_s=3, storage=storage))
     states = [r.state for r in result.records]
     assert states.count("COMPLETE") + states.count("PRUNED") == 3
     assert states.count("FAIL") == 1 and "RUNNING" not in states
     assert [r["state"] for r in _rows(out)] == states
+    failed = optuna.load_study(study_name="toy", storage=url).trials[states.index("FAIL")]
+    assert failed.intermediate_values  # the killed trial, not a claim that stepped back
+
+
+def test_a_killed_search_rerun_ends_with_exactly_the_requested_trials(toy, tmp_path):
+    _kill_mid_trial_then_rerun(toy, tmp_path / "out")
 
 
 def test_two_workers_share_one_study(toy, tmp_path):
@@ -363,6 +384,53 @@ def test_two_workers_share_one_study(toy, tmp_path):
     assert runs == ["0000", "0001", "0002", "0003"]  # each trial trained once, in its own directory
     params = [tuple(sorted(r.params.items())) for r in result.records]
     assert len(set(params)) == 4
+
+
+# --- a real PostgreSQL server, and a journal file (tests/conftest.py starts the server) -----------------------------
+
+def test_two_workers_on_postgresql_finish_exactly_the_requested_trials(toy, tmp_path, postgres_server):
+    import optuna
+
+    url = postgres_server()
+    out = tmp_path / "out"
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--workers", "2", "--storage", url, "--confirm-seeds",
+            "0", "-o", str(out)]
+    assert cli.main(args) == 0
+    trials = optuna.load_study(study_name="toy", storage=url).trials
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 4 and len({t.number for t in trials}) == len(trials)
+    assert {t.user_attrs["worker"] for t in finished} == {0, 1}
+    assert not (out / "study.db").exists()  # the study lives in the server, nothing in a local file
+    assert [int(r["number"]) for r in _rows(out)] == [t.number for t in trials]
+    runs = sorted(p.parent.name for p in (out / "trials").glob("*/steps.jsonl"))
+    assert runs == [f"{t.number:04d}" for t in finished]  # each trial trained once
+
+
+def test_a_killed_worker_on_postgresql_is_failed_and_replaced(toy, tmp_path, postgres_server):
+    _kill_mid_trial_then_rerun(toy, tmp_path / "out", postgres_server())
+
+
+def test_journal_storage_holds_a_search_and_continues_it(toy, tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    out, journal = tmp_path / "out", tmp_path / "study.journal"
+    base = ["tune", str(toy / "toy.yaml"), "--storage", f"journal:{journal}", "--confirm-seeds", "0", "-o", str(out)]
+    assert cli.main(base + ["--trials", "2", "--workers", "2"]) == 0
+    assert cli.main(base + ["--trials", "3"]) == 0
+    study = optuna.load_study(study_name="toy", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 3
+    assert not (out / "study.db").exists() and len(_finished(_rows(out))) == 3
+
+
+def test_a_journal_in_a_missing_folder_is_refused_in_one_line(toy, tmp_path, capsys):
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "1", "--storage", f"journal:{tmp_path}/no/such/j.log",
+            "-o", str(tmp_path / "out")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be opened (folder" in err[0]
+    assert not (tmp_path / "out" / "trials").exists()
 
 
 def test_a_trial_claimed_past_the_target_steps_back_untrained(toy, tmp_path):
@@ -504,6 +572,14 @@ def test_ray_backend_finishes_a_two_trial_search(toy, tmp_path):
     assert all(int(r["steps"]) <= int(r["budget_steps"]) == 4 and r["params_shape"] for r in rows)
     assert (out / "report.md").is_file() and (out / "best_recipe.yaml").is_file()
     assert result.best is not None and Recipe.from_yaml(out / "best_recipe.yaml").name == "toy-best"
+    trial_lines = [line for line in (out / "tune.log").read_text().splitlines() if "[trial " in line]
+    assert len(trial_lines) == 2 and "[trial 1/2] #0 " in trial_lines[0] and "[trial 2/2] #1 " in trial_lines[1]
+    # Ray's OptunaSearch recorded its trials in the search's own storage and study: the dashboard shows them too
+    import optuna
+
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 2 and all(t.params.get("shape") for t in study.trials)
+    assert (out / "search.json").is_file()
 
 
 @pytest.mark.parametrize("n, batch, accumulation, epochs, max_steps", [
@@ -525,3 +601,77 @@ def test_the_step_budget_is_the_trainers_own_count(tmp_path, n, batch, accumulat
     trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=data)
     trainers_count = trainer.set_initial_training_values(args, trainer.get_train_dataloader())[-1]
     assert total_steps(recipe, n) == trainers_count
+
+
+# --- objectives and constraints ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--objective", "acuracy"], "--objective: 'acuracy' is not a validation metric of this task (one of: accuracy,"),
+    (["--objective", "accuracy,accuracy"], "names a metric twice"),
+    (["--constraint", "ece<0.05"], "--constraint: 'ece<0.05' must be METRIC<=NUMBER or METRIC>=NUMBER"),
+    (["--constraint", "ecee<=0.05"], "--constraint: 'ecee' is not a validation metric"),
+    (["--backend", "ray", "--objective", "accuracy,nll"], "--backend ray: --objective and --constraint need the "
+                                                           "Optuna backend"),
+])
+def test_bad_objectives_are_one_line_and_exit_2(toy, tmp_path, capsys, extra, needle):
+    if "ray" in extra:
+        pytest.importorskip("ray.tune")
+    assert cli.main(["tune", str(toy / "toy.yaml"), "--trials", "2", "-o", str(tmp_path / "out"), *extra]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+def test_two_objectives_give_a_pareto_front_its_recipes_and_a_confirmed_choice(toy, tmp_path):
+    import optuna
+
+    out = tmp_path / "out"
+    args = ["tune", str(toy / "toy.yaml"), "--trials", "4", "--objective", "accuracy,nll", "--confirm-seeds", "1",
+            "-o", str(out)]
+    assert cli.main(args) == 0
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["validation accuracy", "validation nll"]
+    trials = study.trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)  # no pruning with two objectives
+    assert all(not t.intermediate_values for t in trials)
+    for t in trials:  # the values are the last validation evaluation's metrics
+        assert t.values == [t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["nll"]]
+    front = sorted(t.number for t in study.best_trials)
+    # the front: no completed trial dominates a member
+    for t in study.best_trials:
+        assert not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values
+                       for o in trials)
+    assert sorted(p.name for p in (out / "pareto").iterdir()) == [f"trial{n:04d}.yaml" for n in front]
+    chosen = max((t for t in study.best_trials), key=lambda t: (t.values[0], -t.number))
+    assert f"trial {chosen.number}," in (out / "best_recipe.yaml").read_text().splitlines()[0]
+    rows = _rows(out)
+    assert {"value_accuracy", "value_nll"} <= set(rows[0])
+    report = (out / "report.md").read_text()
+    assert "### Pareto front" in report and "no pruning" in report and (out / "pareto.png").is_file()
+    assert f"| {chosen.number} (best_recipe.yaml) |" in report
+    assert (out / "confirm" / "confirm.json").is_file()
+    # the same search with another objective is refused, not mixed in
+    assert cli.main(["tune", str(toy / "toy.yaml"), "--trials", "5", "--confirm-seeds", "0", "-o", str(out)]) == 2
+
+
+def test_a_constraint_keeps_the_choice_inside_the_bound(toy, tmp_path):
+    import optuna
+
+    out = tmp_path / "out"
+    base = ["tune", str(toy / "toy.yaml"), "--trials", "3", "--confirm-seeds", "0"]
+    assert cli.main(base + ["--constraint", "ece<=1", "-o", str(out)]) == 0  # every trial within
+    study = optuna.load_study(study_name="toy", storage=f"sqlite:///{out / 'study.db'}")
+    for t in study.trials:
+        ece = t.user_attrs["metrics"]["ece"]
+        assert t.user_attrs["constraint"] == [pytest.approx(ece - 1)] and t.system_attrs["constraints"] == [
+            pytest.approx(ece - 1)]  # Optuna's sampler stored what constraints_func returned
+    assert all(r["feasible"] == "True" for r in _rows(out))
+    best = max(study.trials, key=lambda t: (t.value, -t.number))
+    assert f"trial {best.number}," in (out / "best_recipe.yaml").read_text().splitlines()[0]
+    # a bound no trial meets: no configuration is chosen, nothing is confirmed, the report says why
+    out2 = tmp_path / "out2"
+    assert cli.main(base + ["--constraint", "ece<=-1", "--confirm-seeds", "1", "-o", str(out2)]) == 0
+    assert all(r["feasible"] == "False" for r in _rows(out2))
+    assert not (out2 / "best_recipe.yaml").exists() and not (out2 / "confirm").exists()
+    assert "No completed trial meets it" in (out2 / "report.md").read_text()

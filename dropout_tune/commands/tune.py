@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="K",
                         help="worker processes sharing the study (one device each where there are several)")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///OUT/study.db); "
-                        "a PostgreSQL or MySQL URL lets workers on several machines share the study")
+                        "a database such as postgresql+psycopg://USER:PASSWORD@HOST/DB (pip install "
+                        "'dropout-tune[postgres]') lets workers on several machines share the study; journal:PATH "
+                        "is one file they append to on a shared file system")
     parser.add_argument("--study", metavar="NAME", help="study name (default: the recipe's name)")
     parser.add_argument("--backend", choices=("optuna", "ray"), default="optuna", help="search engine (default: "
                         "%(default)s)")
@@ -27,6 +29,13 @@ def register(subparsers) -> None:
     parser.add_argument("--confirm-seeds", type=int, default=3, metavar="S",
                         help="re-train the best and the recipe's own configuration over S seeds and compare them on "
                              "the test split (default: %(default)s; 0 skips it)")
+    parser.add_argument("--objective", metavar="METRIC[,METRIC...]",
+                        help="validation metric(s) to optimise, each in its direction (nll, ece, brier, mce, "
+                             "adaptive_ece minimised; others maximised); several make a multi-objective search "
+                             "with a Pareto front and no pruning (default: the task's main metric)")
+    parser.add_argument("--constraint", action="append", default=[], metavar="METRIC<=X",
+                        help="keep the search inside a bound on a final validation metric, e.g. \"ece<=0.05\" "
+                             "(Optuna's constraints_func; repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
     parser.add_argument("--ray-address", metavar="ADDRESS", help="address of an existing Ray cluster (default: a local Ray)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -44,7 +53,8 @@ def run(args) -> int:
     settings = TuneSettings(recipe_path=args.recipe, output_dir=output, trials=args.trials, space_path=args.space,
                             overrides=tuple(args.overrides), workers=args.workers, storage=args.storage,
                             study=args.study, backend=args.backend, pruner=args.pruner,
-                            confirm_seeds=args.confirm_seeds, seed=args.seed, ray_address=args.ray_address)
+                            confirm_seeds=args.confirm_seeds, seed=args.seed, ray_address=args.ray_address,
+                            objective=args.objective, constraints=tuple(args.constraint))
     try:
         result = run_tune(settings)
     except RuntimeError as err:  # a worker or trials failed: their errors are above; rerunning continues
@@ -57,5 +67,5 @@ def run(args) -> int:
     if result.confirm is not None:
         print(result.confirm.table())
         print(result.confirm.verdict())
-    print(f"written: {output}/report.md, trials.csv, best_recipe.yaml, history.png, importance.png")
+    print(f"written: {output}/report.md, trials.csv, best_recipe.yaml, history.png, importance.png, tune.log")
     return 0

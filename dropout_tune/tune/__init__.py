@@ -10,5 +10,6 @@ Modules (each importable alone; nothing heavy is imported here, so ``dropout_tun
 - :mod:`.executor`: whole recipes as resumable jobs in the same storage (the confirm stage and ``compare``);
 - :mod:`.confirm`: the found configuration against the recipe's own, paired by seed, on the test split;
 - :mod:`.report`: ``trials.csv``, ``best_recipe.yaml``, ``report.md``, ``history.png``, ``importance.png``;
+- :mod:`.dashboard`: optuna-dashboard over a search's storage, the search study alone;
 - :mod:`.search`: checks before anything trains, then search, report and confirm (``run_tune``).
 """

@@ -135,12 +135,14 @@ def run_confirm(plan, found: Recipe, n_seeds: int) -> Confirmation:
     """Train both configurations over ``n_seeds`` seeds (:func:`confirm_seeds`) on the executor, in
     ``plan.workers`` processes, resumable in the study's storage; writes ``confirm/confirm.json``."""
     from .executor import run_recipes
+    from .progress import ConfirmProgress, ProgressLog
 
     search_seed = plan.search_recipe["training"]["seed"]
     seeds = confirm_seeds(search_seed, n_seeds)
     recipes, labels = confirm_recipes(plan, found, seeds)
     metrics = run_recipes(recipes, plan.storage, study=f"{plan.study}.confirm", workers=plan.workers, labels=labels,
-                          heartbeat_s=plan.heartbeat_s, grace_s=plan.grace_s)
+                          heartbeat_s=plan.heartbeat_s, grace_s=plan.grace_s,
+                          announce=ConfirmProgress(ProgressLog(plan.output_dir)))
     scores = {label: m["test"][plan.metric] for label, m in zip(labels, metrics)}
     result = Confirmation(plan.metric, {s: _finite(scores[f"found/seed{s}"]) for s in seeds},
                           {s: _finite(scores[f"recipe/seed{s}"]) for s in seeds}, search_seed)

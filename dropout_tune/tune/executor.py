@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ..files import json_safe
 from ..recipe import Recipe
@@ -39,6 +39,7 @@ class JobPlan:
     grace_s: int
     since: Optional[datetime.datetime]  # with reuse off: only jobs finished after this count
     overwrite: bool = False  # the user asked to replace runs made with another recipe in the jobs' folders
+    announce: Optional[Callable[[int, int, str], None]] = None  # (index, jobs, label) as a job starts training
 
     @property
     def keys(self) -> list[str]:
@@ -84,6 +85,8 @@ class _Job:
             metrics = decision.metrics
         else:
             recipe.training.overwrite = decision.overwrite
+            if self.plan.announce is not None:
+                self.plan.announce(self.index, len(self.plan.recipes), self.plan.labels[self.index])
             metrics = train(recipe)
         trial.set_user_attr("metrics", json_safe(metrics))
         return 0.0  # the job's result is its metrics (user attribute), not a value to optimise
@@ -119,8 +122,10 @@ def _claim_and_run(plan: JobPlan, worker: int) -> None:
 
 def run_recipes(recipes: Sequence[Recipe], storage: str, study: str = "runs", workers: int = 1,
                 labels: Optional[Sequence[str]] = None, reuse: bool = True, overwrite: bool = False,
-                heartbeat_s: int = storage_mod.HEARTBEAT_S, grace_s: int = storage_mod.GRACE_S) -> list[dict]:
-    """Train every recipe (see the module docstring); returns each recipe's metrics, in order."""
+                heartbeat_s: int = storage_mod.HEARTBEAT_S, grace_s: int = storage_mod.GRACE_S,
+                announce: Optional[Callable[[int, int, str], None]] = None) -> list[dict]:
+    """Train every recipe (see the module docstring); returns each recipe's metrics, in order. ``announce`` (picklable)
+    is called with (index, number of recipes, label) as a job starts training, in the worker that trains it."""
     from .workers import run_workers
 
     if not recipes:
@@ -128,7 +133,7 @@ def run_recipes(recipes: Sequence[Recipe], storage: str, study: str = "runs", wo
     labels = list(labels) if labels is not None else [r.name for r in recipes]
     since = None if reuse else datetime.datetime.now()
     plan = JobPlan(tuple(r.to_dict() for r in recipes), tuple(labels), storage, study, heartbeat_s, grace_s, since,
-                   overwrite)
+                   overwrite, announce)
     done = _finished(_load_study(plan), since)
     pending = len({k for k in plan.keys if k not in done})
     if pending:

@@ -33,6 +33,7 @@ class TrialOutcome:
     pruned: bool
     reports: list[tuple[int, float]] = field(default_factory=list)
     note: str = ""  # why there is no value (the last evaluation gave none): the trial failed, it is not scored
+    metrics: dict = field(default_factory=dict)  # every validation metric of the last evaluation (no eval_ prefix)
 
     @property
     def failed(self) -> bool:
@@ -50,12 +51,15 @@ class ReportCallback(TrainerCallback):
         self.metric = metric
         self.reports: list[tuple[int, float]] = []
         self.evaluated: list[tuple[int, float]] = []  # every evaluation, NaN included
+        self.metrics: dict = {}  # the last evaluation's metrics
         self.stopped = False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = (metrics or {}).get(f"eval_{self.metric}")
         value = float("nan") if value is None else float(value)
         self.evaluated.append((state.global_step, value))
+        self.metrics = {k[len("eval_"):]: float(v) for k, v in (metrics or {}).items()
+                        if k.startswith("eval_") and isinstance(v, (int, float))}
         if math.isnan(value):
             return
         self.reports.append((state.global_step, value))
@@ -73,8 +77,11 @@ def trial_recipe(base: Mapping[str, Any], values: Mapping[str, Any], output_dir:
     return Recipe.from_dict(data)
 
 
-def run_trial(recipe: Recipe, reporter: Reporter) -> TrialOutcome:
-    """Train ``recipe`` (train split), evaluating on the validation split only; see the module docstring."""
+def run_trial(recipe: Recipe, reporter: Reporter, metric: Optional[str] = None,
+              calibration: bool = False) -> TrialOutcome:
+    """Train ``recipe`` (train split), evaluating on the validation split only; see the module docstring. ``metric``:
+    the validation metric reported (default: the task's main one); ``calibration``: also compute nll, brier, ece,
+    mce, adaptive_ece at each evaluation (classification)."""
     from transformers.trainer_callback import ProgressCallback
 
     from ..files import atomic_write_text
@@ -83,8 +90,12 @@ def run_trial(recipe: Recipe, reporter: Reporter) -> TrialOutcome:
     callback = ReportCallback(reporter)
     with _quiet_datasets():  # a tokenisation bar per split per trial would bury the search's own lines
         run = build_trainer(recipe, extra_callbacks=[callback])
-    callback.metric = run.task.main_metric
+    callback.metric = metric or run.task.main_metric
     trainer = run.trainer
+    if calibration:
+        from .objectives import with_calibration
+
+        trainer.compute_metrics = with_calibration(trainer.compute_metrics)
     trainer.remove_callback(ProgressCallback)  # likewise the training bar
     run.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.run_dir / "recipe.yaml", recipe.to_yaml())
@@ -97,7 +108,8 @@ def run_trial(recipe: Recipe, reporter: Reporter) -> TrialOutcome:
         note = (f"validation {callback.metric} was NaN at step {step} (its last evaluation): no value to rank"
                 if math.isnan(value) else "")
         _remove_if_empty(Path(trainer.args.output_dir))  # the Trainer's folder for checkpoints trials never save
-        return TrialOutcome(value, state.global_step, state.max_steps, callback.stopped, list(callback.reports), note)
+        return TrialOutcome(value, state.global_step, state.max_steps, callback.stopped, list(callback.reports), note,
+                            dict(callback.metrics))
     finally:
         del trainer, run
         _release_memory()

@@ -35,6 +35,13 @@ class Plan:
     heartbeat_s: int
     grace_s: int
     ray_address: Optional[str] = None
+    objectives: tuple = ()  # ((metric, "maximize" | "minimize"), ...); empty: the task's main metric, maximised
+    constraints: tuple = ()  # ((metric, "<=" | ">=", bound), ...): Optuna's constraints_func
+
+    @property
+    def goals(self) -> tuple:
+        """The objectives, the default spelled out."""
+        return self.objectives or ((self.metric, "maximize"),)
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space, self.roles)

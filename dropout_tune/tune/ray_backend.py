@@ -10,12 +10,15 @@ PRUNED. Resuming and extending a study are the Optuna backend's (its storage); a
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 from .objective import run_trial, trial_recipe
+from .storage import open_storage
 from .report import TrialRecord, clean_params
 from .plan import REDUCTION_FACTOR, Plan
+from .progress import ProgressLog, trial_line
 
 METRIC = "objective"
 
@@ -66,23 +69,61 @@ def search_with_ray(plan: Plan) -> list[TrialRecord]:
     try:
         space = plan.search_space()
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=min(10, max(1, plan.trials // 2)))
-        searcher = OptunaSearch(space=space.define_by_run, sampler=sampler, metric=METRIC, mode="max")
+        # the search's own storage and study: one dashboard and one record for both backends (no heartbeats: Ray
+        # asks and tells, it runs no Optuna optimize loop)
+        storage = open_storage(plan.storage, heartbeat_s=None, grace_s=None)
+        searcher = OptunaSearch(space=space.define_by_run, sampler=sampler, metric=METRIC, mode="max",
+                                storage=storage, study_name=plan.study)
         scheduler = (ASHAScheduler(time_attr="step", metric=METRIC, mode="max", max_t=plan.budget_steps,
                                    grace_period=plan.eval_steps,
                                    reduction_factor=REDUCTION_FACTOR) if plan.pruner == "asha"
                      else FIFOScheduler())
+        progress = _progress_callback(plan, space)
         trainable = tune.with_resources(tune.with_parameters(_ray_trial, plan=plan), _resources())
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=plan.trials,
                                         max_concurrent_trials=plan.workers),
-            run_config=tune.RunConfig(name=plan.study, storage_path=str(Path(plan.output_dir) / "ray"), verbose=1),
+            run_config=tune.RunConfig(name=plan.study, storage_path=str(Path(plan.output_dir) / "ray"), verbose=1,
+                                      callbacks=[progress]),
         )
         results = tuner.fit()
         return _records(results, space)
     finally:
         if started:
             ray.shutdown()
+
+
+def _progress_callback(plan: Plan, space):
+    """A Ray Tune callback printing ``[trial k/N] #i ...`` (and logging it to OUT/tune.log) as each trial ends; ``i``
+    counts ended trials in order (Ray's own ids are strings)."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.ended, self.finished, self.started = 0, 0, time.monotonic()
+            self.log = ProgressLog(plan.output_dir)
+
+        def _line(self, trial, failed: bool) -> None:
+            result = trial.last_result or {}
+            steps, budget = result.get("step"), result.get("budget_steps")
+            state = "FAIL" if failed else ("COMPLETE" if budget and steps and steps >= budget else "PRUNED")
+            self.ended += 1
+            self.finished += state != "FAIL"
+            elapsed = time.monotonic() - self.started
+            eta = elapsed / self.finished * max(plan.trials - self.finished, 0) if self.finished else None
+            params = clean_params({k: v for k, v in (trial.config or {}).items()
+                                   if k in space.params and space.params[k].searched})
+            self.log(trial_line(self.finished, plan.trials, self.ended - 1, params, state, result.get(METRIC),
+                                f"step {steps}/{budget}" if state == "PRUNED" else None, elapsed, eta))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trial, failed=False)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, failed=True)
+
+    return Progress()
 
 
 def _resources() -> dict[str, float]:

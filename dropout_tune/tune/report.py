@@ -41,6 +41,8 @@ class TrialRecord:
     intermediate: dict = field(default_factory=dict)  # step -> validation value reported there
     duration_s: Optional[float] = None
     note: str = ""
+    values: dict = field(default_factory=dict)  # objective name -> value (several objectives)
+    constraint: Optional[list] = None  # Optuna's constraint values (<= 0: satisfied)
 
 
 def clean_params(params: dict) -> dict:
@@ -83,12 +85,17 @@ def compute_spent(records: Sequence[TrialRecord]) -> dict[str, Optional[int]]:
 def write_trials_csv(records: Sequence[TrialRecord], path: Path) -> None:
     """One row per trial: number, state, value, steps, budget_steps, duration_s, params_<name>..., note."""
     names = sorted({name for r in records for name in r.params})
+    objectives = list(dict.fromkeys(name for r in records for name in r.values))  # several objectives: one column each
+    constrained = any(r.constraint is not None for r in records)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["number", "state", "value", "steps", "budget_steps", "duration_s",
+    writer.writerow(["number", "state", "value", *(f"value_{n}" for n in objectives),
+                     *(["feasible"] if constrained else []), "steps", "budget_steps", "duration_s",
                      *(f"params_{n}" for n in names), "note"])
     for r in records:
-        writer.writerow([r.number, r.state, "" if r.value is None else r.value, _blank(r.steps),
+        feasible = [] if not constrained else ["" if r.constraint is None else all(v <= 0 for v in r.constraint)]
+        writer.writerow([r.number, r.state, "" if r.value is None else r.value,
+                         *(_blank(r.values.get(n)) for n in objectives), *feasible, _blank(r.steps),
                          _blank(r.budget_steps), "" if r.duration_s is None else round(r.duration_s, 1),
                          *(_blank(r.params.get(n)) for n in names), r.note])
     atomic_write_text(path, buffer.getvalue())

@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -47,6 +49,8 @@ class TuneSettings:
     ray_address: Optional[str] = None
     heartbeat_s: int = storage_mod.HEARTBEAT_S
     grace_s: int = storage_mod.GRACE_S
+    objective: Optional[str] = None  # "accuracy,nll": validation metrics to optimise (default: the task's main one)
+    constraints: tuple[str, ...] = ()  # "ece<=0.05", ...
 
     def check(self) -> None:
         for name, value, low in (("--trials", self.trials, 1), ("--workers", self.workers, 1),
@@ -135,6 +139,14 @@ def prepare(settings: TuneSettings) -> Plan:
     if task.is_regression and "label_smoothing" in space.params:
         raise ValueError(f"search.label_smoothing: task {task.name!r} is a regression; smoothing needs classes")
     _dry_run(recipe, space, roles)
+    from .objectives import parse_constraint, parse_objectives
+
+    objectives = parse_objectives(settings.objective, task.metrics, task.is_regression)
+    constraints = tuple(parse_constraint(c, task.metrics, task.is_regression) for c in settings.constraints)
+    if settings.backend == "ray" and (objectives != ((task.main_metric, "maximize"),) or constraints):
+        raise ValueError("--backend ray: --objective and --constraint need the Optuna backend (this Ray search "
+                         f"optimises the task's main metric, {task.main_metric}, alone); use --backend optuna")
+    pruner = settings.pruner if len(objectives) == 1 else "none"  # pruning ranks one value: several prune on none
     if settings.backend == "ray":
         from .ray_backend import require_ray
 
@@ -145,13 +157,12 @@ def prepare(settings: TuneSettings) -> Plan:
     study_name = settings.study or recipe.name
     plan = Plan(recipe=recipe.to_dict(), search_recipe=search_recipe, space=space.to_dict(), roles=roles,
                 metric=task.main_metric, output_dir=str(output_dir.resolve()), storage=url, study=study_name,
-                trials=settings.trials, pruner=settings.pruner, seed=settings.seed, workers=settings.workers,
+                trials=settings.trials, pruner=pruner, seed=settings.seed, workers=settings.workers,
                 eval_steps=eval_steps, budget_steps=budget, heartbeat_s=settings.heartbeat_s,
-                grace_s=settings.grace_s, ray_address=settings.ray_address)
-    if settings.backend == "optuna":
-        _create_study(plan)
-    else:
-        storage_mod.open_storage(url, settings.heartbeat_s, settings.grace_s)  # checked here, used by confirm
+                grace_s=settings.grace_s, ray_address=settings.ray_address,
+                objectives=objectives if objectives != ((task.main_metric, "maximize"),) else (),
+                constraints=constraints)
+    _create_study(plan)  # Ray's OptunaSearch records its trials in this study too
     return plan
 
 
@@ -170,7 +181,13 @@ def _create_study(plan: Plan):
     import optuna
 
     storage = storage_mod.open_storage(plan.storage, plan.heartbeat_s, plan.grace_s)
-    study = optuna.create_study(storage=storage, study_name=plan.study, direction="maximize", load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=plan.study, directions=[d for _, d in plan.goals],
+                                load_if_exists=True)
+    storage_mod.bind_study(study, "objective", {"objectives": [list(g) for g in plan.goals],
+                                                "constraints": [list(c) for c in plan.constraints]})
+    with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"validation {name}" for name, _ in plan.goals])  # the dashboard's axis labels
     storage_mod.bind_study(study, "recipe", identity(Recipe.from_dict(plan.search_recipe)))
     storage_mod.bind_study(study, "space", plan.space)
     return study
@@ -189,8 +206,15 @@ def run_tune(settings: TuneSettings) -> TuneResult:
     """Prepare, search (Optuna or Ray), write trials.csv / best_recipe.yaml / plots, confirm, write report.md."""
     from . import report
     from .confirm import run_confirm
+    from .dashboard import write_search_info
+    from .objectives import choose_best, goals_text
+    from .progress import ProgressLog
 
     plan = prepare(settings)
+    write_search_info(plan.output_dir, plan.storage, plan.study)  # `dropout-tune dashboard OUT` reads it
+    log = ProgressLog(plan.output_dir)  # OUT/tune.log: these lines, every trial's and every confirm run's
+    log(f"search: study {plan.study!r}, {plan.trials} finished trials wanted, {settings.backend}, pruner "
+        f"{plan.pruner}, {plan.workers} worker(s), {goals_text(plan)}, {plan.budget_steps} steps a trial")
     if settings.backend == "optuna":
         from .optuna_backend import records_from_study, search
 
@@ -201,15 +225,41 @@ def run_tune(settings: TuneSettings) -> TuneResult:
 
         records = search_with_ray(plan)
     out = Path(plan.output_dir)
-    best = report.best_record(records)
+    front: list = []
+    if len(plan.goals) > 1:
+        from .optuna_backend import pareto_numbers
+
+        front = pareto_numbers(plan)
+    default = not plan.objectives and not plan.constraints
+    best = report.best_record(records) if default else choose_best(records, plan.goals, front)
+    # the report speaks of the first objective; the confirm stage compares on the task's main metric (plan.metric)
+    shown = plan if default else dataclasses.replace(plan, metric=plan.goals[0][0])
     report.write_trials_csv(records, out / "trials.csv")
     importances = report.importances(records, plan.search_space())
-    report.plot_history(records, out / "history.png", plan.metric)
+    report.plot_history(records, out / "history.png", shown.metric)
     report.plot_importance(importances, out / "importance.png")
+    members = [r for r in records if r.number in set(front)]
+    for r in members:
+        report.write_best_recipe(shown, r, out / "pareto" / f"trial{r.number:04d}.yaml")
     confirm = None
     if best is not None:
-        best_recipe = report.write_best_recipe(plan, best, out / "best_recipe.yaml")
+        best_recipe = report.write_best_recipe(shown, best, out / "best_recipe.yaml")
         if settings.confirm_seeds:
             confirm = run_confirm(plan, best_recipe, settings.confirm_seeds)
-    path = report.write_report(plan, records, best, importances, confirm, out / "report.md")
+    path = report.write_report(shown, records, best, importances, confirm, out / "report.md")
+    if not default:
+        from ..files import atomic_write_text
+        from .objectives import objectives_section
+
+        atomic_write_text(path, path.read_text(encoding="utf-8") + "\n" + objectives_section(plan, records, members,
+                                                                                               best, out))
+    spent = report.compute_spent(records)
+    log.write(f"done: {sum(r.state == 'COMPLETE' for r in records)} complete, "
+              f"{sum(r.state == 'PRUNED' for r in records)} pruned, {sum(r.state == 'FAIL' for r in records)} failed; "
+              f"{spent['steps']} optimizer steps; "
+              + ("no trial chosen" if best is None else f"best: trial {best.number}, validation {shown.metric} "
+                                                        f"{best.value:.4f}")
+              + (f"; Pareto front: trials {', '.join(map(str, front))}" if front else ""))
+    if confirm is not None:
+        log.write(confirm.table() + "\n" + confirm.verdict())
     return TuneResult(plan, records, best, confirm, path)

@@ -1,12 +1,18 @@
-"""Optuna storage shared by workers: an SQLite file by default, any database URL Optuna accepts.
+"""Optuna storage shared by workers: an SQLite file by default, any database URL Optuna accepts
+(``postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB`` with ``pip install 'dropout-tune[postgres]'``,
+``mysql+pymysql://...``), or ``journal:PATH``: Optuna's ``JournalStorage``, one file that several processes append to
+(meant for a shared file system where no database server runs).
 
 Trials heartbeat while they run; a trial whose worker died (killed, machine lost) stops heartbeating and is
 marked FAIL by the next worker once ``grace_s`` has passed (``optuna.storages.fail_stale_trials``), so its budget
-is used again.
+is used again. A journal file has no heartbeats: a trial whose worker died there stays RUNNING (use a database when
+workers may be killed).
 
 Example:
     >>> default_storage_url("/tmp/out")
     'sqlite:////tmp/out/study.db'
+    >>> journal_path("journal:/tmp/out/study.log"), journal_path("sqlite:///x.db")
+    ('/tmp/out/study.log', None)
     >>> open_storage("not a url")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -20,7 +26,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 #: seconds between a running trial's heartbeats, and after how long without one it counts as dead
 HEARTBEAT_S = 5
@@ -34,10 +40,22 @@ def default_storage_url(output_dir: Union[str, "os.PathLike[str]"]) -> str:
     return f"sqlite:///{Path(output_dir).resolve() / 'study.db'}"
 
 
-def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S):
-    """An ``optuna.storages.RDBStorage`` with heartbeats; a URL that cannot be opened is a one-line ValueError."""
+JOURNAL_PREFIX = "journal:"
+
+
+def journal_path(url: str) -> Union[str, None]:
+    """The file of a ``journal:PATH`` storage URL, None for any other URL."""
+    return url[len(JOURNAL_PREFIX):] if url.startswith(JOURNAL_PREFIX) else None
+
+
+def open_storage(url: str, heartbeat_s: Optional[int] = HEARTBEAT_S, grace_s: Optional[int] = GRACE_S):
+    """An ``optuna.storages.RDBStorage`` with heartbeats (none when ``heartbeat_s`` is None), or a ``JournalStorage`` for ``journal:PATH``; a URL that
+    cannot be opened is a one-line ValueError."""
     import optuna
 
+    path = journal_path(url)
+    if path is not None:
+        return _open_journal(url, path)
     # heartbeats have been "experimental" since Optuna 2.9; they are the engine's way to find dead trials
     warnings.filterwarnings("ignore", message=".*(heartbeat|fail_stale_trials)",
                             category=optuna.exceptions.ExperimentalWarning)
@@ -45,6 +63,12 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_
     if url.startswith("sqlite"):
         # several worker processes write one file: wait for the lock instead of failing at once
         engine_kwargs["connect_args"] = {"timeout": 60}
+    elif url.startswith("postgresql"):
+        import sqlalchemy.pool
+
+        # a connection per operation, closed after it: a server's connection slots are not held by idle workers,
+        # and no pooled connection is left for the garbage collector to drop unclosed
+        engine_kwargs["poolclass"] = sqlalchemy.pool.NullPool
     attempt = 1
     while True:
         try:
@@ -57,6 +81,21 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_
                 continue
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"--storage {url!r}: cannot be opened ({reason})") from None
+
+
+def _open_journal(url: str, path: str):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    file = Path(path).expanduser()
+    if not path or file.is_dir() or not file.parent.is_dir():
+        why = "a file path is missing" if not path else ("is a directory" if file.is_dir() else
+                                                          f"folder {str(file.parent)!r} does not exist")
+        raise ValueError(f"--storage {url!r}: cannot be opened ({why})")
+    try:
+        return JournalStorage(JournalFileBackend(str(file.resolve())))
+    except Exception as err:  # noqa: BLE001 - permissions, a file that is not a journal
+        raise ValueError(f"--storage {url!r}: cannot be opened ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
 
 
 def _lost_schema_race(err: BaseException) -> bool:
