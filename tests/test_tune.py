@@ -121,7 +121,7 @@ def test_bad_input_is_one_line_and_exit_2_before_training(toy, tmp_path, capsys,
     assert cli.main(args) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], lines
-    assert not (tmp_path / "out" / "trials").exists()
+    assert not (tmp_path / "out").exists()  # nothing created, not even an empty output directory
 
 
 @pytest.mark.parametrize("extra,space,needle", [
@@ -619,7 +619,7 @@ def test_bad_objectives_are_one_line_and_exit_2(toy, tmp_path, capsys, extra, ne
     assert cli.main(["tune", str(toy / "toy.yaml"), "--trials", "2", "-o", str(tmp_path / "out"), *extra]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], lines
-    assert not (tmp_path / "out" / "trials").exists()
+    assert not (tmp_path / "out").exists()  # nothing created, not even an empty output directory
 
 
 def test_two_objectives_give_a_pareto_front_its_recipes_and_a_confirmed_choice(toy, tmp_path):

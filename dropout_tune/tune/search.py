@@ -151,6 +151,7 @@ def prepare(settings: TuneSettings) -> Plan:
         from .ray_backend import require_ray
 
         require_ray()
+    made_here = not Path(settings.output_dir).exists()
     output_dir = check_writable_dir(settings.output_dir)
     search_recipe, eval_steps, budget = _search_recipe(recipe, splits["train"].num_rows)
     url = settings.storage or storage_mod.default_storage_url(output_dir)
@@ -162,7 +163,12 @@ def prepare(settings: TuneSettings) -> Plan:
                 grace_s=settings.grace_s, ray_address=settings.ray_address,
                 objectives=objectives if objectives != ((task.main_metric, "maximize"),) else (),
                 constraints=constraints)
-    _create_study(plan)  # Ray's OptunaSearch records its trials in this study too
+    try:
+        _create_study(plan)  # Ray's OptunaSearch records its trials in this study too
+    except ValueError:  # a storage that cannot be opened: leave no empty output directory behind
+        if made_here and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
     return plan
 
 
