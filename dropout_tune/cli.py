@@ -19,6 +19,7 @@ COMMANDS = {
     "recipes": "recipes",
     "data": "data",
     "mc-eval": "mc_eval",
+    "uncertainty": "uncertainty",
     "compare": "compare",
     "tune": "tune",
     "demo": "demo",
