@@ -21,6 +21,7 @@ COMMANDS = {
     "recipes": "recipes",
     "data": "data",
     "mc-eval": "mc_eval",
+    "uncertainty": "uncertainty",
     "compare": "compare",
     "tune": "tune",
     "dashboard": "dashboard",

