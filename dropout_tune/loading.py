@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 from .embedded_llm import GGUF_MODELS, checkpoint_dir
 from .injection import injectable_roles, persisted_rates
-from .patching import SpecLike, apply_dropout, config_overrides, variants_spec
+from .patching import SpecLike, apply_dropout, config_overrides
+from .variants import variants_spec
 from .spec import DropoutSpec
 
 #: Short names of models that ship inside a pip package (usable offline).

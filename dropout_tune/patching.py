@@ -30,13 +30,9 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 from torch import nn
 
-from .compiled_rates import (bank_of, has_bank, make_compile_ready, model_device, original_class, prepare_site,
-                             refresh_bank)
-from .injection import CONFIG_KEY as INJECTED_KEY, InjectedDropout, inject_missing, injectable_roles, injected_rates
+from .compiled_rates import bank_of, has_bank, make_compile_ready, model_device, prepare_site, refresh_bank
+from .injection import CONFIG_KEY as INJECTED_KEY, inject_missing, injectable_roles, injected_rates
 from .masks import ELEMENT, MaskedDropout
-from .roles import ROLES, Role
-
-HEAD = Role.HEAD.value
 from .registry import FamilyDropout, get_family
 from .runtime import unwrap_model
 from .sites import (  # noqa: F401 - DropoutSite, KINDS, inspect_*, current_rates are this module's public API too
@@ -53,6 +49,7 @@ from .sites import (  # noqa: F401 - DropoutSite, KINDS, inspect_*, current_rate
     walk_sites,
 )
 from .spec import DropoutSpec
+from .variants import VARIANTS_KEY, check_masks, depth_rate, recorded_variants, set_mask
 
 SpecLike = Union[DropoutSpec, Mapping[str, Any], str, float, None]
 _MISSING = object()
@@ -208,56 +205,6 @@ def _set(report: PatchReport, obj: Any, attr: str, value: Any) -> None:
     setattr(obj, attr, value)
 
 
-#: config key under which ``save_pretrained`` records each role's mask kind and depth profile (role -> {"mask": ...,
-#: "depth": ...}, for roles whose sites are not plain element dropout at a uniform rate).
-VARIANTS_KEY = "dropout_tune_variants"
-
-
-def _variants(model: nn.Module, spec: DropoutSpec, recorded: Optional[Mapping[str, Mapping[str, str]]]
-              ) -> dict[str, dict[str, str]]:
-    """What :data:`VARIANTS_KEY` should hold now: each role's mask as its sites have it (when they share one other
-    than ``element``), and its depth profile as ``spec`` sets it (as recorded before for roles ``spec`` leaves
-    alone: a depth cannot be read back from the rates alone)."""
-    masks: dict[str, set] = {}
-    for site in inspect_dropout(model):
-        if site.role not in (None, HEAD) and site.kind != "placeholder":  # a head site's mask is its own
-            masks.setdefault(site.role, set()).add(site.mask)
-    named = {role for role, _ in spec.items()}
-    out: dict[str, dict[str, str]] = {}
-    for role in [r for r in ROLES if r in masks or r in (recorded or {})]:
-        entry = {}
-        if len(masks.get(role, ())) == 1 and ELEMENT not in masks[role]:
-            entry["mask"] = next(iter(masks[role]))
-        depth = spec.depth_of(role) if role in named else dict((recorded or {}).get(role, {})).get("depth", "uniform")
-        if depth != "uniform":
-            entry["depth"] = depth
-        if entry:
-            out[role] = entry
-    return out
-
-
-def variants_spec(model: nn.Module) -> DropoutSpec:
-    """The masks and depth profiles ``model.config`` records (:data:`VARIANTS_KEY`), at the rates its sites have
-    now: what ``load_model`` applies to a reloaded model (empty when none is recorded).
-
-    >>> from dropout_tune.testing import tiny_model
-    >>> model = tiny_model("bert")
-    >>> _ = apply_dropout(model, "hidden=0.2:mask=token:depth=linear,embedding=0.2")
-    >>> model.config.dropout_tune_variants
-    {'hidden': {'mask': 'token', 'depth': 'linear'}}
-    >>> variants_spec(tiny_model("bert", dropout_tune_variants=model.config.dropout_tune_variants))
-    DropoutSpec(hidden=0.1:mask=token:depth=linear)
-    """
-    recorded = getattr(getattr(model, "config", None), VARIANTS_KEY, None) or {}
-    if not isinstance(recorded, Mapping):
-        raise ValueError(f"config {VARIANTS_KEY}: expected a mapping of role to {{mask, depth}}, got {recorded!r}")
-    rates = current_rates(model)
-    roles = [role for role in recorded if role in rates]
-    return DropoutSpec(**{role: rates[role] for role in roles},
-                       masks={r: recorded[r]["mask"] for r in roles if "mask" in recorded[r]},
-                       depths={r: recorded[r]["depth"] for r in roles if "depth" in recorded[r]})
-
-
 def _write_configs(model: nn.Module, spec: DropoutSpec, report: PatchReport, sites: list[DropoutSite]) -> None:
     config = getattr(model, "config", None)
     family = get_family(model_type_of(model))
@@ -269,8 +216,8 @@ def _write_configs(model: nn.Module, spec: DropoutSpec, report: PatchReport, sit
             if old != value:
                 _set(report, config, key, value)
                 report.config_changes.append(ConfigChange("config", key, old, value))
-    variants, old_variants = _variants(model, spec, getattr(config, VARIANTS_KEY, None)), getattr(config, VARIANTS_KEY,
-                                                                                                 None)
+    old_variants = getattr(config, VARIANTS_KEY, None)
+    variants = recorded_variants(model, spec, old_variants)
     if config is not None and variants != (old_variants or {}):
         _set(report, config, VARIANTS_KEY, variants)  # for save_pretrained; load_model gives the sites these again
         report.config_changes.append(ConfigChange("config", VARIANTS_KEY, old_variants, variants))
@@ -312,7 +259,7 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     report = PatchReport(_model=weakref.ref(model))
     found = list(walk_sites(model))
     rates, masks = spec.as_dict(), dict(spec.masks)
-    _check_masks(found, masks, model)  # before any change: a refused mask leaves the model as it was
+    check_masks(found, masks, model)  # before any change: a refused mask leaves the model as it was
     positions = layer_positions(model) if spec.depths else []
     bank = bank_of(model)
     device = model_device(model)
@@ -324,13 +271,13 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
         new = rates.get(site.role) if site.role else None
         if new is None:
             continue
-        new = _depth_rate(new, spec.depth_of(site.role), site, positions)
+        new = depth_rate(new, spec.depth_of(site.role), site, positions)
         # ready even when the rate stays: a schedule starts at the load-time rate, and making the site ready later,
         # after the first compiled step, would cost a recompile
         prepare_site(site.kind, item.owner, site.attr, bank, device)
         mask = masks.get(site.role)
         if mask is not None and mask != site.mask and site.kind != "placeholder":
-            _set_mask(report, item.owner, site.attr, mask, bank, device)
+            set_mask(lambda *change: _set(report, *change), item.owner, site.attr, mask, bank, device)
         if new == site.p:
             continue
         if site.kind == "placeholder":
@@ -349,54 +296,6 @@ def apply_dropout(model: nn.Module, spec: SpecLike, *, warn_missing: bool = True
     refresh_bank(bank, _holders(found))
     _warn(report, model_type, warn_missing)
     return report
-
-
-def _maskable(item: FoundSite) -> bool:
-    if not SITE_KINDS[item.site.kind].maskable:
-        return False
-    module = getattr(item.owner, item.site.attr)
-    return isinstance(module, nn.Identity) or original_class(module) in (nn.Dropout, MaskedDropout) or isinstance(
-        module, InjectedDropout)
-
-
-def _check_masks(found: list[FoundSite], masks: Mapping[str, str], model: nn.Module) -> None:
-    """A mask kind only where the site's dropout is one module call it can replace; else one line naming the site
-    and the roles of this model that can take a mask."""
-    if HEAD in masks:
-        raise ValueError(f"mask={masks[HEAD]} for role head: a head site drops whole attention heads (its own mask); "
-                         f"give the head role a rate only")
-    for item in found:
-        mask = masks.get(item.site.role) if item.site.role else None
-        if mask is None or mask == ELEMENT or _maskable(item):
-            continue
-        can = sorted({f.site.role for f in found if f.site.role and _maskable(f)} | set(injectable_roles(model)))
-        why = ("its rate is a float the model's own code passes to F.dropout or to the attention kernel"
-               if SITE_KINDS[item.site.kind].owner_gated else f"it is a {type(getattr(item.owner, item.site.attr)).__name__}")
-        raise ValueError(f"mask={mask} for role {item.site.role}: site {item.site.name} cannot honour it exactly "
-                         f"({why}); roles of this model that can take a mask: {', '.join(can) or 'none'}")
-
-
-def _set_mask(report: PatchReport, owner: nn.Module, attr: str, mask: str, bank, device) -> None:
-    """Give the site ``owner.attr`` mask kind ``mask``: set it on a masked module, or put a compile-ready
-    :class:`MaskedDropout` with the same rate in place of a plain ``nn.Dropout`` (restored by the undo log)."""
-    module = getattr(owner, attr)
-    if isinstance(module, MaskedDropout):
-        _set(report, module, "mask", mask)
-        return
-    masked = MaskedDropout(module.p, module.inplace, mask=mask).train(module.training)
-    _set(report, owner, attr, make_compile_ready(masked, ("p",), bank, device=device))
-
-
-def _depth_rate(p: float, depth: str, site: DropoutSite, positions: list[tuple[str, int, int]]) -> float:
-    """The rate of ``site`` under depth profile ``depth``: ``p * l / (L - 1)`` in layer ``l`` of ``L`` for
-    ``linear`` (timm's ``linspace(0, p, L)``)."""
-    if depth == "uniform":
-        return p
-    for prefix, layer, count in positions:
-        if site.name.startswith(prefix):
-            return p * layer / (count - 1)
-    raise ValueError(f"depth={depth} for role {site.role}: site {site.name} is not inside a stack of layers; a "
-                     f"depth profile applies to roles that live in layers")
 
 
 def _holders(found: Iterable[FoundSite]) -> Iterator[tuple[nn.Module, Any, str]]:
